@@ -1,0 +1,54 @@
+# MedCore: `make run` starts the console on the demo workspace; `make test` runs every test tier but `gpu`.
+# Both are idempotent: the venv is rebuilt only when pyproject.toml changes.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.medcore-installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+export MEDCORE_HOME ?= $(CURDIR)/workspace
+# No telemetry, no hub downloads: PHI never leaves and nothing is fetched at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
+
+.PHONY: install run test test-fast browser demo lint bench clean
+
+install: $(STAMP)
+
+# torch first, pinned: on these machines 2.13.0 is a CPU build on local disk; anything else pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	test -f $(MEDCORE_HOME)/datasets/demo_notes.jsonl || $(VENV)/bin/medcore demo
+
+run: demo
+	$(VENV)/bin/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+# Debian's chromium drives the real-browser tests (no browser download).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi; \
+	fi
+
+test: install browser
+	$(PY) -m pytest -m "not gpu" tests
+
+test-fast: install
+	$(PY) -m pytest -m "not gpu and not slow" tests
+
+lint: install
+	$(VENV)/bin/ruff check medcore app tests bench
+
+bench: install
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) test-artifacts

@@ -1,0 +1,67 @@
+"""The `medcore` command: a thin dispatcher over the job modules.
+
+Each command lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`.
+Only the chosen module is imported, so `medcore --help` and light commands start fast.
+User errors (MedcoreError) print one line and exit 1, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from medcore.errors import MedcoreError
+
+# command -> (module, one-line help). Add a command by adding a row and a module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("medcore.doctor", "Check the installation: versions, CUDA, spaCy pipeline, packaged encoder, disk, RAM."),
+    "demo": ("medcore.demo.cli", "Build the deterministic synthetic demo workspace (notes with gold PHI, labels, QA)."),
+    "redact": ("medcore.phi.cli", "Detect and redact PHI in a CSV/JSONL/Parquet file."),
+    "audit": ("medcore.phi.audit_cli", "Show or verify the hash-chained redaction audit log."),
+    "data": ("medcore.data.cli", "Import, validate and split a dataset into the workspace."),
+    "train": ("medcore.train.cli", "Launch a fine-tuning run from a spec (torchrun + DeepSpeed + LoRA)."),
+    "quickstart": ("medcore.train.quickstart", "Demo data -> LoRA fine-tune of minilm -> evaluation summary."),
+    "runs": ("medcore.jobs.cli", "List, watch, cancel and resume runs."),
+}
+
+
+def _print_overview() -> None:
+    print("usage: medcore <command> [options]\n\nCommands:")
+    width = max(len(name) for name in COMMANDS)
+    for name, (_, help_text) in COMMANDS.items():
+        print(f"  {name:<{width}}  {help_text}")
+    print("\nRun `medcore <command> --help` for a command's options.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        _print_overview()
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        from medcore import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command '{name}'. Commands are: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"medcore {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except MedcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

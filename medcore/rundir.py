@@ -1,0 +1,86 @@
+"""The run folder contract shared by the trainer (writer) and jobs/store/console (readers).
+
+runs/<run_id>/
+  spec.json            the validated run spec (RunSpec.model_dump)
+  ds_config.json       the resolved DeepSpeed config (re-launch by hand with plain torchrun)
+  launch.json          how the job was launched: command, env overrides, pgid, nnodes, ...
+  train.log            stdout+stderr of the launcher and all ranks
+  metrics.jsonl        rank 0 appends one JSON object per logging/eval step (flushed)
+  status.json          state, step, max_steps, last_checkpoint, error, hint, updated_at
+  checkpoints/checkpoint-<step>/   atomic (written as .tmp then renamed); newest K kept
+  adapter/             the final PEFT adapter (PeftModel.from_pretrained / vLLM --lora-modules)
+  CHECKPOINT_NOW       trigger file: the trainer saves a checkpoint at the next step and deletes it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Lifecycle: queued -> starting -> running -> completed | failed | cancelled | stopped
+# ("stopped" = saved and stopped on request; resumable like failed/cancelled).
+STATES = ("queued", "starting", "running", "completed", "failed", "cancelled", "stopped")
+FINAL_STATES = ("completed", "failed", "cancelled", "stopped")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    spec = property(lambda self: self.path / "spec.json")
+    ds_config = property(lambda self: self.path / "ds_config.json")
+    launch = property(lambda self: self.path / "launch.json")
+    log = property(lambda self: self.path / "train.log")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    status = property(lambda self: self.path / "status.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    adapter = property(lambda self: self.path / "adapter")
+    checkpoint_trigger = property(lambda self: self.path / "CHECKPOINT_NOW")
+
+    def read_status(self) -> dict[str, Any]:
+        return read_json(self.status, default={})
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into status.json atomically (readers never see half a file)."""
+        current = self.read_status()
+        current.update(fields)
+        current["updated_at"] = time.time()
+        write_json_atomic(self.status, current)
+        return current
+
+    def checkpoint_dirs(self) -> list[Path]:
+        """Complete checkpoints, oldest first (temp folders of an interrupted save are ignored)."""
+        if not self.checkpoints.exists():
+            return []
+        found = [p for p in self.checkpoints.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+    def latest_checkpoint(self) -> Path | None:
+        dirs = self.checkpoint_dirs()
+        return dirs[-1] if dirs else None
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
