@@ -9,7 +9,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ make &&
 WORKDIR /opt/medcore
 COPY pyproject.toml README.md ./
 COPY medcore ./medcore
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 && pip install .
+# Pass TORCH_INDEX_URL=<your CPU wheel index> to avoid the multi-GB CUDA build of torch.
+ARG TORCH_INDEX_URL=
+RUN pip install ${TORCH_INDEX_URL:+--index-url $TORCH_INDEX_URL} torch==2.13.0 && pip install .
 COPY app ./app
 COPY configs ./configs
 COPY launchers ./launchers
