@@ -69,7 +69,7 @@ def test_registry_models_load_offline(workspace):
     assert (workspace.models / "tiny-llama" / "config.json").exists()
     ids = tokenizer("chest pain on exertion", return_tensors="pt").input_ids
     assert ids.max().item() < llm.config.vocab_size
-    out = llm.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    out = llm.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert out.shape[1] == ids.shape[1] + 4
 
 
