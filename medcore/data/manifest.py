@@ -4,7 +4,7 @@ datasets/<name>/
   manifest.json        DatasetManifest below
   train.parquet        the splits, normalised to Parquet (every split has the same columns)
   validation.parquet
-  test.parquet
+  test.parquet         (each split also holds `source_row`: the record's 1-based number in the upload)
 
 A dataset is written into a temp folder and renamed into place, so a bad or interrupted import
 never leaves a half dataset. Redaction writes a new dataset (`<name>-redacted` by default) whose
@@ -59,6 +59,7 @@ class DatasetManifest(BaseModel):
     source_format: str | None = None
     columns: dict[str, str] = Field(default_factory=dict, description="Column -> Arrow type, as stored.")
     mapping: ColumnMapping
+    task: str | None = Field(None, description="classification or causal-lm, as validated at import; None: text only.")
     rows: dict[str, int] = Field(default_factory=dict, description="Rows per split.")
     label_set: list[str] = Field(default_factory=list)
     content_hash: str = Field("", description="sha256 over the split files, in split order.")
