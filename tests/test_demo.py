@@ -234,3 +234,16 @@ def test_build_writes_jsonl_and_an_upload_csv_with_the_same_rows(workspace):
     assert [r["text"] for r in rows] == [n["text"] for n in jsonl]  # multi-line notes survive CSV quoting
     assert len((workspace.datasets / "demo_qa.jsonl").read_text().splitlines()) == summary["qa_rows"] == 16
     assert not list(workspace.datasets.glob(".*.tmp"))
+
+
+def test_demo_cli_imports_notes_and_qa_as_raw_catalog_datasets(workspace):
+    from medcore.cli import main
+    from medcore.data.manifest import load_split, read_manifest
+
+    assert main(["demo", "--notes", "60", "--qa", "40", "--workspace", str(workspace.root)]) == 0
+    notes = read_manifest(workspace, "demo-notes")
+    qa = read_manifest(workspace, "demo-qa")
+    assert (notes.total_rows, qa.total_rows) == (60, 40)
+    assert notes.redaction.status == "raw" and notes.task == "classification" and notes.mapping.label == "specialty"
+    assert qa.task == "causal-lm" and (qa.mapping.prompt, qa.mapping.response) == ("question", "answer")
+    assert "phi_spans" not in load_split(workspace, "demo-qa", "train").columns

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notes", type=int, default=2000, help="Number of clinical notes to generate.")
     parser.add_argument("--qa", type=int, default=300, help="Number of question/context/answer rows.")
     parser.add_argument("--workspace", default=None, help="Workspace folder (default: $MEDCORE_HOME or ./workspace).")
+    parser.add_argument(
+        "--no-import", action="store_true", help="Only write the raw files; do not import them as catalog datasets."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,4 +39,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for path in summary["files"].values():
         print(f"  wrote {path}")
+    if not args.no_import:
+        from medcore.demo.register import register_demo_datasets
+
+        for manifest in register_demo_datasets(ws, seed=args.seed):
+            print(f"  imported dataset '{manifest.name}' ({manifest.total_rows} rows, {manifest.redaction.status})")
     return 0
