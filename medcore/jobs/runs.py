@@ -1,0 +1,336 @@
+"""Launch, watch, cancel, stop and resume training jobs: the calls behind the console's Runs page and `medcore runs`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medcore.errors import MedcoreError
+from medcore.jobs.procs import check_port, free_port, is_alive, proc_ref, signal_group, terminate_job
+from medcore.jobs.queue import enqueue
+from medcore.jobs.slurm import SlurmConfig, render_sbatch, require_sbatch, submit_sbatch, trainer_args, write_sbatch
+from medcore.jobs.state import (
+    ACTIVE_STATES,
+    RESUMABLE_STATES,
+    RunInfo,
+    clear_request,
+    find_run,
+    observe_run,
+    read_launch,
+    settle_final_state,
+    update_launch,
+    write_request,
+)
+from medcore.rundir import FINAL_STATES, RunDir
+from medcore.workspace import Workspace, get_workspace
+
+
+def submit_command(
+    rd: RunDir,
+    command: list[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    port_auto: bool = False,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    gpus_per_job: int = 0,
+    env: dict[str, str] | None = None,
+    attempt: int = 1,
+    needs_slot: bool = True,
+) -> str:
+    """Queue `command` for the run folder `rd` under a detached supervisor; returns at once with the run id.
+
+    launch_run and resume_run build the torchrun command; this runs any command the same way
+    (tests use it with stand-in scripts; an admin can re-run a hand-edited command).
+    """
+    update_launch(
+        rd,
+        backend="local",
+        command=[str(c) for c in command],
+        host=host,
+        port=port,
+        port_auto=port_auto,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        gpus_per_job=gpus_per_job,
+        env=env or {},
+        cwd=os.getcwd(),
+        attempt=attempt,
+        needs_slot=needs_slot,
+        hostname=socket.gethostname(),
+        queued_at=time.time(),
+        supervisor=None,
+        torchrun=None,
+        started_at=None,
+    )
+    rd.update_status(state="queued", error=None, hint=None, exit_code=None, ended_at=None)
+    update_launch(rd, ticket=str(enqueue(Workspace(rd.path.parent.parent), rd.run_id)))
+    with open(rd.log, "ab") as log_file:
+        # A new session: the job survives the console's exit and never gets the console's Ctrl-C.
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "medcore.jobs.supervisor", str(rd.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+    # The supervisor records itself too; recording it here closes the window before it starts.
+    update_launch(rd, supervisor=proc_ref(supervisor.pid))
+    return rd.run_id
+
+
+def _topology(spec: Any) -> dict[str, Any]:
+    """nnodes / node_rank / rendezvous host and port from the spec (fields the trainer's RunSpec may define)."""
+    endpoint = getattr(spec, "rdzv_endpoint", None) or ""
+    host, _, port = endpoint.rpartition(":") if endpoint else ("", "", "")
+    return {
+        "nnodes": int(getattr(spec, "nnodes", 1) or 1),
+        "node_rank": int(getattr(spec, "node_rank", 0) or 0),
+        "host": host or getattr(spec, "master_addr", None) or "127.0.0.1",
+        "port": int(port) if port else getattr(spec, "master_port", None),
+        "gpus_per_job": int(getattr(spec, "nproc_per_node", 1) or 1) if _on_cuda(spec) else 0,
+    }
+
+
+def _on_cuda(spec: Any) -> bool:
+    device = str(getattr(spec, "device", "cpu"))
+    if device == "auto":
+        from medcore.train.validate import resolve_device
+
+        device = resolve_device(spec)[0]
+    return device.startswith("cuda")
+
+
+def launch_run(
+    spec: Any,
+    ws: Workspace | None = None,
+    *,
+    overrides: dict | None = None,
+    port: int | None = None,
+    backend: str = "local",
+    slurm: SlurmConfig | None = None,
+) -> str:
+    """Validate `spec` (a RunSpec, dict or spec file), create the run folder and queue the job; returns the run id.
+
+    Nothing is created when the spec is invalid, an explicitly chosen port is busy, or the SLURM
+    backend is asked for where sbatch is missing. Local runs get a free port unless the spec or
+    `port` names one.
+    """
+    from medcore import train
+
+    if backend not in ("local", "slurm"):
+        raise MedcoreError(f"Unknown backend '{backend}': use 'local' (torchrun here) or 'slurm' (sbatch).")
+    ws = ws or get_workspace()
+    spec = train.load_spec(spec, overrides or {})
+    train.validate_spec(spec, ws)
+    topo = _topology(spec)
+    if backend == "slurm":
+        require_sbatch()
+    elif port or topo["port"]:
+        _check_own_port(int(port or topo["port"]), topo)
+    rd = train.prepare_run_dir(spec, ws)
+    return _queue(spec, rd, topo, backend=backend, slurm=slurm, port=port, resume=False, attempt=1)
+
+
+def _check_own_port(port: int, topo: dict[str, Any]) -> None:
+    # Only node 0 listens on the rendezvous port, and only a local address can be checked from here.
+    if topo["node_rank"] == 0 and _is_local(topo["host"]):
+        check_port(port, "127.0.0.1" if topo["host"] == "localhost" else topo["host"])
+
+
+def _is_local(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1", socket.gethostname())
+
+
+def _queue(spec, rd: RunDir, topo, *, backend, slurm, port, resume: bool, attempt: int) -> str:
+    from medcore import train
+
+    if backend == "slurm":
+        cfg = slurm or SlurmConfig()
+        command = train.torchrun_command(spec, rd, resume=resume, master_port=cfg.rdzv_port)
+        nproc = int(getattr(spec, "nproc_per_node", 1) or 1)
+        text = render_sbatch(rd, cfg, nnodes=topo["nnodes"], nproc_per_node=nproc, train_args=trainer_args(command))
+        job_id = submit_sbatch(write_sbatch(rd, text))
+        update_launch(
+            rd,
+            backend="slurm",
+            slurm_job_id=job_id,
+            slurm=cfg.model_dump(),
+            attempt=attempt,
+            queued_at=time.time(),
+            command=command,
+        )
+        rd.update_status(state="queued", error=None, hint=None, exit_code=None, ended_at=None)
+        return rd.run_id
+    chosen = int(port or topo["port"] or free_port())
+    command = train.torchrun_command(spec, rd, resume=resume, master_port=chosen)
+    return submit_command(
+        rd,
+        command,
+        host=topo["host"],
+        port=chosen,
+        # Only a single-node port may be swapped at start: other nodes were told this one.
+        port_auto=not (port or topo["port"]) and topo["nnodes"] == 1,
+        # A second node of a job on node 0's own machine (a local multi-node test) joins without a slot:
+        # node 0 holds one, and queueing behind it would stall the rendezvous.
+        needs_slot=not (topo["node_rank"] > 0 and _is_local(topo["host"])),
+        nnodes=topo["nnodes"],
+        node_rank=topo["node_rank"],
+        gpus_per_job=topo["gpus_per_job"],
+        attempt=attempt,
+    )
+
+
+def run_status(run_id: str, ws: Workspace | None = None) -> RunInfo:
+    """The run's state from status.json, process liveness and the exit code."""
+    return observe_run(find_run(run_id, ws))
+
+
+def list_runs(ws: Workspace | None = None) -> list[RunInfo]:
+    """Every run in the workspace, newest first."""
+    ws = ws or get_workspace()
+    if not ws.runs.exists():
+        return []
+    runs = [observe_run(RunDir(p)) for p in ws.runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(runs, key=lambda r: r.created_at or 0, reverse=True)
+
+
+def _ids_in(states: tuple[str, ...], ws: Workspace | None) -> str:
+    ids = [r.run_id for r in list_runs(ws) if r.state in states]
+    return ", ".join(ids[:10]) if ids else "none"
+
+
+def read_logs(run_id: str, tail: int = 100, ws: Workspace | None = None) -> str:
+    """The last `tail` lines of the run's train.log (launcher, supervisor and all ranks)."""
+    rd = find_run(run_id, ws)
+    if not rd.log.exists():
+        return ""
+    with open(rd.log, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size, block, data = fh.tell(), 8192, b""
+        while size > 0 and data.count(b"\n") <= tail:
+            step = min(block, size)
+            size -= step
+            fh.seek(size)
+            data = fh.read(step) + data
+            block *= 2
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return "\n".join(lines[-tail:]) if tail > 0 else ""
+
+
+def follow_logs(
+    run_id: str, ws: Workspace | None = None, poll_s: float = 0.5, offset: int | None = None
+) -> Iterator[str]:
+    """Yield log text written after byte `offset` (default: the current end), until the run reaches a final state."""
+    rd = find_run(run_id, ws)
+    if offset is None:
+        offset = rd.log.stat().st_size if rd.log.exists() else 0
+    while True:
+        final = observe_run(rd).state in FINAL_STATES
+        if rd.log.exists():
+            with open(rd.log, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+                offset += len(chunk)
+            if chunk:
+                yield chunk.decode("utf-8", errors="replace")
+        if final:
+            return
+        time.sleep(poll_s)
+
+
+def cancel_run(run_id: str, ws: Workspace | None = None, grace_s: float = 10.0) -> RunInfo:
+    """Cancel a queued or running job: SIGTERM to the whole job, SIGKILL after `grace_s`; state `cancelled`."""
+    rd = find_run(run_id, ws)
+    info = observe_run(rd)
+    if info.state in FINAL_STATES:
+        raise MedcoreError(
+            f"Run {run_id} is already {info.state}; only queued or running runs can be cancelled. "
+            f"Active runs: {_ids_in(ACTIVE_STATES, ws)}."
+        )
+    write_request(rd, "cancel", grace_s)
+    launch = read_launch(rd)
+    if info.backend == "slurm":
+        from medcore.jobs.slurm import cancel_slurm
+
+        cancel_slurm(launch)
+        settle_final_state(rd, None)
+        return observe_run(rd)
+    job = launch.get("torchrun") or {}
+    if is_alive(job):
+        signal_group(job.get("pgid"), signal.SIGTERM)  # start shutting down now; the supervisor escalates
+    deadline = time.monotonic() + grace_s + 15.0
+    while time.monotonic() < deadline and is_alive(read_launch(rd).get("supervisor")):
+        if rd.read_status().get("state") in FINAL_STATES:
+            return observe_run(rd)
+        time.sleep(0.2)
+    # The supervisor is gone (killed) or stuck: finish the job off from here.
+    launch = read_launch(rd)
+    job = launch.get("torchrun") or {}
+    terminate_job(job.get("pgid") if is_alive(job) else None, launch.get("tag"), grace_s)
+    if rd.read_status().get("state") not in FINAL_STATES:
+        settle_final_state(rd, None)
+    return observe_run(rd)
+
+
+def stop_run(run_id: str, ws: Workspace | None = None) -> RunInfo:
+    """ "Save and stop": SIGINT to the torchrun group; the trainer checkpoints and exits with state `stopped`."""
+    rd = find_run(run_id, ws)
+    info = observe_run(rd)
+    job = read_launch(rd).get("torchrun")
+    if info.state not in ("starting", "running") or not is_alive(job):
+        raise MedcoreError(
+            f"Run {run_id} is {info.state}, not running: only a running job can save and stop "
+            f"(a queued one can be cancelled). Running runs: {_ids_in(('running',), ws)}."
+        )
+    write_request(rd, "stop")
+    signal_group(job["pgid"], signal.SIGINT)
+    return observe_run(rd)
+
+
+def checkpoint_now(run_id: str, ws: Workspace | None = None) -> Path:
+    """Ask the running trainer to save a checkpoint at its next step (it deletes the trigger when done)."""
+    rd = find_run(run_id, ws)
+    info = observe_run(rd)
+    if info.state != "running":
+        raise MedcoreError(
+            f"Run {run_id} is {info.state}: only a running job can checkpoint. "
+            f"Running runs: {_ids_in(('running',), ws)}."
+        )
+    rd.checkpoint_trigger.touch()
+    return rd.checkpoint_trigger
+
+
+def resume_run(run_id: str, ws: Workspace | None = None, *, port: int | None = None) -> str:
+    """Re-queue a failed, cancelled or stopped run from its newest checkpoint, after validating that checkpoint."""
+    rd = find_run(run_id, ws)
+    info = observe_run(rd)
+    if info.state not in RESUMABLE_STATES:
+        why = "finished; nothing to resume" if info.state == "completed" else "still active"
+        raise MedcoreError(
+            f"Run {run_id} is {info.state} ({why}); only failed, cancelled or stopped runs resume. "
+            f"Resumable runs: {_ids_in(RESUMABLE_STATES, ws)}."
+        )
+    from medcore import train
+    from medcore.jobs.resume import validate_checkpoint
+
+    spec = train.load_spec(rd.spec, {})
+    validate_checkpoint(rd, spec)
+    launch = read_launch(rd)
+    topo = _topology(spec)
+    if port:
+        _check_own_port(port, topo)
+    clear_request(rd)
+    backend = launch.get("backend", "local")
+    slurm = SlurmConfig(**launch["slurm"]) if launch.get("slurm") else None
+    attempt = int(launch.get("attempt", 1)) + 1
+    return _queue(spec, rd, topo, backend=backend, slurm=slurm, port=port, resume=True, attempt=attempt)

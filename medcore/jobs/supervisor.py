@@ -1,0 +1,159 @@
+"""One detached supervisor per job: wait for a queue slot, run torchrun, record the exit code and final state.
+
+    python -m medcore.jobs.supervisor RUN_DIR
+
+medcore.jobs.launch_run starts it in its own session (it outlives the console). It reads the command
+from RUN_DIR/launch.json, takes a slot (medcore.jobs.queue), starts the command in a new session with
+the slot's lock inherited, watches control.json for a cancel request, sweeps leftover ranks, and writes
+the final state to status.json. Its own output goes to RUN_DIR/train.log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from medcore.jobs import queue
+from medcore.jobs.procs import (
+    JOB_TAG_ENV,
+    free_port,
+    port_is_free,
+    proc_ref,
+    tagged_processes,
+    terminate_job,
+)
+from medcore.jobs.state import read_launch, read_request, settle_final_state, update_launch
+from medcore.rundir import RunDir
+from medcore.workspace import Workspace
+
+POLL_S = 0.2
+_terminated = False
+
+
+def log(message: str) -> None:
+    print(f"[medcore.jobs {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _on_sigterm(signum, frame) -> None:
+    # Being terminated (e.g. cancel while queued, or shutdown) is handled like a cancel request.
+    global _terminated
+    _terminated = True
+
+
+def cancel_requested(rd: RunDir) -> bool:
+    return _terminated or read_request(rd).get("action") == "cancel"
+
+
+def replace_port(command: list[str], old: int, new: int) -> list[str]:
+    """Swap a port that got taken while the job was queued (`--master-port=P`, `HOST:P`, or a bare `P`)."""
+    out = []
+    for token in command:
+        if token == str(old):
+            token = str(new)
+        elif token.endswith((f"={old}", f":{old}")):
+            token = token[: -len(str(old))] + str(new)
+        out.append(token)
+    return out
+
+
+def resolve_command(rd: RunDir, launch: dict) -> list[str]:
+    """The command to run, with a still-free port when MedCore chose it (it may have been taken meanwhile)."""
+    command = list(launch["command"])
+    port, host = launch.get("port"), launch.get("host", "127.0.0.1")
+    if port and launch.get("port_auto") and not port_is_free(int(port), host):
+        new = free_port(host)
+        log(f"port {port} was taken while queued; using {new}")
+        command = replace_port(command, int(port), new)
+        update_launch(rd, port=new, command=command)
+    return command
+
+
+def job_env(launch: dict, slot: queue.Slot, tag: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (launch.get("env") or {}).items()})
+    env[JOB_TAG_ENV] = tag
+    env["PYTHONUNBUFFERED"] = "1"  # ranks' lines reach train.log as they happen
+    gpus_per_job = int(launch.get("gpus_per_job") or 0)
+    if gpus_per_job and "CUDA_VISIBLE_DEVICES" not in (launch.get("env") or {}):
+        # Slot i owns GPUs [i*n, (i+1)*n): concurrent jobs never share a device.
+        first = slot.index * gpus_per_job
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(gpus_per_job))
+    return env
+
+
+def watch_job(rd: RunDir, proc: subprocess.Popen, tag: str) -> int:
+    """Wait for the job; on a cancel request terminate the whole job (group + tagged ranks)."""
+    while proc.poll() is None:
+        if cancel_requested(rd):
+            grace = float(read_request(rd).get("grace_s", 10.0))
+            log(f"cancel requested: SIGTERM to the job, SIGKILL after {grace:g}s")
+            terminate_job(proc.pid, tag, grace)
+            break
+        time.sleep(POLL_S)
+    return proc.wait()
+
+
+def run_supervised(rd: RunDir) -> int:
+    ws = Workspace(rd.path.parent.parent)
+    launch = read_launch(rd)
+    tag = f"{rd.run_id}:{launch.get('attempt', 1)}:{os.getpid()}"
+    update_launch(rd, supervisor=proc_ref(os.getpid()), tag=tag)
+    k = queue.max_jobs(int(launch.get("gpus_per_job") or 1))
+    ticket = Path(launch["ticket"]) if launch.get("ticket") else queue.enqueue(ws, rd.run_id)
+    try:
+        if launch.get("needs_slot", True):
+            log(f"queued (at most {k} concurrent job(s) on {socket.gethostname()})")
+            slot = queue.wait_for_slot(ws, ticket, k, give_up=lambda: cancel_requested(rd))
+        else:
+            log("joining node 0's job on this machine without a queue slot")
+            slot = None if cancel_requested(rd) else queue.Slot(os.open(os.devnull, os.O_RDONLY), 0)
+    finally:
+        ticket.unlink(missing_ok=True)
+    if slot is None:
+        log("cancelled while queued")
+        settle_final_state(rd, None)
+        return 0
+    command = resolve_command(rd, launch)
+    rd.update_status(state="starting", error=None, hint=None, exit_code=None, ended_at=None)
+    log(f"slot {slot.index} free; starting: {' '.join(command)}")
+    with open(rd.log, "ab") as log_file:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=job_env(launch, slot, tag),
+            cwd=launch.get("cwd") or None,
+            start_new_session=True,
+            pass_fds=(slot.fd,),
+        )
+    update_launch(rd, torchrun={**proc_ref(proc.pid), "pgid": proc.pid}, slot=slot.index, started_at=time.time())
+    exit_code = watch_job(rd, proc, tag)
+    leftovers = tagged_processes(tag)
+    if leftovers:
+        # Ranks whose agent died first are re-parented and keep running: no orphans may outlive a job.
+        log(f"{len(leftovers)} process(es) of the job outlived the launcher; terminating them")
+        terminate_job(None, tag, grace_s=5.0)
+    slot.release()
+    final = settle_final_state(rd, exit_code)
+    log(f"job exited with code {exit_code}; state {final.get('state')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or not (Path(argv[0]) / "launch.json").exists():
+        print("usage: python -m medcore.jobs.supervisor RUN_DIR  (a run folder with launch.json)", file=sys.stderr)
+        return 2
+    # No SIGINT handling: the supervisor has its own session, so a console's Ctrl-C never reaches it.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return run_supervised(RunDir(Path(argv[0]).resolve()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
