@@ -1,0 +1,196 @@
+"""Typed configuration of PHI redaction: modes, methods, categories, and the YAML allow-lists and lexicons."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medcore.errors import MedcoreError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "phi"
+DEFAULT_ALLOWLIST = CONFIG_DIR / "allowlist.yaml"
+DEFAULT_LEXICON = CONFIG_DIR / "lexicon.yaml"
+
+# i2b2-2014 top-level categories; every detector label maps to one of them.
+CATEGORIES = ("NAME", "PROFESSION", "LOCATION", "AGE", "DATE", "CONTACT", "ID")
+Mode = Literal["safe-harbor", "research"]
+Method = Literal["mask", "surrogate", "remove"]
+
+# Detector labels (i2b2 subtypes, plus what Presidio's own recognizers emit) -> category.
+SUBTYPE_CATEGORY: dict[str, str] = {
+    "PATIENT": "NAME",
+    "DOCTOR": "NAME",
+    "USERNAME": "NAME",
+    "PERSON": "NAME",
+    "PROFESSION": "PROFESSION",
+    "HOSPITAL": "LOCATION",
+    "ORGANIZATION": "LOCATION",
+    "STREET": "LOCATION",
+    "CITY": "LOCATION",
+    "STATE": "LOCATION",
+    "COUNTRY": "LOCATION",
+    "ZIP": "LOCATION",
+    "LOCATION": "LOCATION",
+    "GPE": "LOCATION",
+    "LOC": "LOCATION",
+    "FAC": "LOCATION",
+    "WARD": "LOCATION",
+    "AGE": "AGE",
+    "DATE": "DATE",
+    "DATE_TIME": "DATE",
+    "HOLIDAY": "DATE",
+    "PHONE": "CONTACT",
+    "PHONE_NUMBER": "CONTACT",
+    "FAX": "CONTACT",
+    "PAGER": "CONTACT",
+    "EMAIL": "CONTACT",
+    "EMAIL_ADDRESS": "CONTACT",
+    "URL": "CONTACT",
+    "IPADDR": "CONTACT",
+    "IP_ADDRESS": "CONTACT",
+    "SSN": "ID",
+    "US_SSN": "ID",
+    "MEDICALRECORD": "ID",
+    "HEALTHPLAN": "ID",
+    "ACCOUNT": "ID",
+    "LICENSE": "ID",
+    "DEVICE": "ID",
+    "VEHICLE": "ID",
+    "IDNUM": "ID",
+    "BIOID": "ID",
+}
+
+
+class RedactionConfig(BaseModel):
+    """How to find and replace PHI. Built once at the edge (CLI, console, notebook) and passed down."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Mode = Field(
+        "safe-harbor",
+        description="safe-harbor: remove all 18 HIPAA identifiers, ages over 89 become '90+'. "
+        "research: realistic surrogates with per-patient date shifting (a limited data set for IRB-approved use).",
+    )
+    method: Method | None = Field(
+        None,
+        description="mask: replace with the category tag, e.g. [DATE]; surrogate: consistent realistic fakes "
+        "(research mode only); remove: delete. Default: mask in safe-harbor, surrogate in research.",
+    )
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="Drop detections scored below this.")
+    allowlist: Path = Field(DEFAULT_ALLOWLIST, description="YAML allow-list of known false positives.")
+    lexicon: Path = Field(DEFAULT_LEXICON, description="YAML word lists the clinical recognizers anchor on.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Texts per spaCy nlp.pipe batch.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes for file and dataset redaction.")
+    max_chars: int = Field(
+        2_000_000, ge=1000, description="Texts longer than this are redacted in pieces (spaCy's own limit is 1M)."
+    )
+
+    @model_validator(mode="after")
+    def _check_method(self) -> RedactionConfig:
+        if self.method is None:
+            self.method = "mask" if self.mode == "safe-harbor" else "surrogate"
+        if self.mode == "safe-harbor" and self.method == "surrogate":
+            # 45 CFR 164.514(c): a re-identification code must not be derived from the individual's data;
+            # keyed surrogates are, so Safe Harbor only masks or removes.
+            raise ValueError(
+                "method 'surrogate' is not allowed in mode 'safe-harbor' (surrogates are derived from the "
+                "identifiers). Use --method mask or remove, or --mode research for surrogates."
+            )
+        return self
+
+
+def build_config(**fields) -> RedactionConfig:
+    """A RedactionConfig from keyword arguments; every problem reported in one MedcoreError."""
+    try:
+        return RedactionConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise MedcoreError(f"Invalid redaction settings: {problems}") from None
+
+
+class AllowList(BaseModel):
+    """Known false positives: spans made only of these words, or matching a pattern, are not PHI."""
+
+    model_config = ConfigDict(extra="forbid")
+    eponyms: list[str] = Field(default_factory=list, description="Eponyms, scales, devices and drug names.")
+    clinical_terms: list[str] = Field(default_factory=list, description="Abbreviations and section words.")
+    patterns: list[str] = Field(default_factory=list, description="Full-match regexes (scores, vitals, durations).")
+
+    @functools.cached_property
+    def words(self) -> frozenset[str]:
+        return self.eponym_words | self.common_words
+
+    @functools.cached_property
+    def eponym_words(self) -> frozenset[str]:
+        return frozenset(w.lower() for w in self.eponyms)
+
+    @functools.cached_property
+    def common_words(self) -> frozenset[str]:
+        return frozenset(w.lower() for w in self.clinical_terms)
+
+    @functools.cached_property
+    def compiled(self) -> list[re.Pattern]:
+        return [re.compile(p) for p in self.patterns]
+
+
+class Lexicon(BaseModel):
+    """Word lists the clinical recognizers anchor on (configs/phi/lexicon.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name_titles: list[str]
+    name_cues: list[str]
+    name_followers: list[str]
+    profession_cues: list[str]
+    professions: list[str]
+    hospital_suffixes: list[str]
+    organization_suffixes: list[str]
+    street_suffixes: list[str]
+    location_cues: list[str]
+    states: list[str]
+    state_codes: list[str]
+    holidays: list[str]
+    names_that_are_words: list[str] = Field(default_factory=list, description="Given names that are stop words.")
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise MedcoreError(f"The PHI {what} file {path} does not exist. Point to a YAML file like {CONFIG_DIR}.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise MedcoreError(
+            f"The PHI {what} file {path} is not valid YAML ({where.strip() or 'parse error'})."
+        ) from None
+    if not isinstance(data, dict):
+        raise MedcoreError(f"The PHI {what} file {path} must hold a mapping of lists at the top level.")
+    return data
+
+
+def _validated(model: type[BaseModel], path: Path, what: str):
+    try:
+        return model.model_validate(read_yaml(path, what))
+    except ValidationError as exc:
+        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+        raise MedcoreError(f"The PHI {what} file {path} is invalid: {problems}.") from None
+
+
+@functools.lru_cache(maxsize=8)
+def load_allowlist(path: Path = DEFAULT_ALLOWLIST) -> AllowList:
+    allow = _validated(AllowList, Path(path), "allow-list")
+    for number, pattern in enumerate(allow.patterns, start=1):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise MedcoreError(f"Allow-list {path}: pattern {number} is not a valid regex ({exc}). Fix it.") from None
+    return allow
+
+
+@functools.lru_cache(maxsize=8)
+def load_lexicon(path: Path = DEFAULT_LEXICON) -> Lexicon:
+    return _validated(Lexicon, Path(path), "lexicon")
