@@ -213,10 +213,7 @@ def delete_dataset(ws: Workspace, name: str) -> None:
 
 
 def _sync_catalog(ws: Workspace) -> None:
-    from medcore.store import sync_catalog
+    from medcore.store.catalog import refresh_catalog
 
-    try:
-        sync_catalog(ws, tables=("datasets",), timeout_s=10.0)
-    except MedcoreError as exc:
-        # The dataset folder is the truth and is in place; the snapshot catches up at the next sync.
-        log.warning("catalog snapshot not updated: %s", exc)
+    # The dataset folder is the truth and is in place; the snapshot catches up at the next sync.
+    refresh_catalog(ws, tables=("datasets",))

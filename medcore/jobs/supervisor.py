@@ -142,7 +142,20 @@ def run_supervised(rd: RunDir) -> int:
     slot.release()
     final = settle_final_state(rd, exit_code)
     log(f"job exited with code {exit_code}; state {final.get('state')}")
+    record_run_end(ws, rd)
     return 0
+
+
+def record_run_end(ws: Workspace, rd: RunDir) -> None:
+    """Compact the run's metrics to Parquet and refresh the catalog snapshot (both best effort)."""
+    from medcore.store import compact_run_metrics
+    from medcore.store.catalog import refresh_catalog
+
+    try:
+        compact_run_metrics(rd.path)
+    except Exception as exc:  # a failed compaction only costs speed: the JSONL stays the truth
+        log(f"metrics not compacted: {type(exc).__name__}")
+    refresh_catalog(ws, tables=("runs",))
 
 
 def main(argv: list[str] | None = None) -> int:

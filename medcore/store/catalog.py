@@ -135,6 +135,19 @@ def sync_catalog(ws: Workspace | None = None, tables: Iterable[str] = TABLES, ti
             delay = min(delay * 2, 0.5)
 
 
+def refresh_catalog(ws: Workspace, tables: Iterable[str] = TABLES, timeout_s: float = 10.0) -> bool:
+    """Best-effort sync_catalog for writers whose files are already the truth (imports, redactions, run ends).
+
+    Returns False (and logs why) when the snapshot could not be updated; the next sync catches up.
+    """
+    try:
+        sync_catalog(ws, tables=tables, timeout_s=timeout_s)
+        return True
+    except MedcoreError as exc:
+        log.warning("catalog snapshot not updated: %s", exc)
+        return False
+
+
 def _write_catalog(ws: Workspace, tables: Iterable[str], runs: pd.DataFrame | None) -> None:
     con = duckdb.connect(str(ws.catalog), config=DUCKDB_CONFIG)
     try:
