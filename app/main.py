@@ -1,0 +1,21 @@
+"""Entry point of the MedCore console (`make run`): builds the page navigation (and starts the detector warm-up)."""
+
+import services
+import streamlit as st
+
+st.set_page_config(page_title="MedCore", page_icon=":material/health_and_safety:", layout="wide")
+
+# The order is the user's path: data in, PHI out, train, watch, evaluate, chat. The pages live in views/, not
+# pages/: a pages/ folder beside this file makes Streamlit run a deep link (/runs) as an old-style page,
+# without this navigation, for a session whose first request it is.
+PAGES = [
+    st.Page("views/data.py", title="Data", icon=":material/upload_file:", default=True),
+    st.Page("views/phi.py", title="PHI", icon=":material/shield_person:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
+    st.Page("views/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+    st.Page("views/chat.py", title="Chat", icon=":material/chat:"),
+]
+
+services.warm_up()  # the PHI detector loads in the background while the user looks at other pages
+st.navigation(PAGES).run()

@@ -1,0 +1,274 @@
+"""The console's one door into medcore: each call resolves the workspace and caches what is safe to cache.
+
+Cache keys never hold patient text: datasets are keyed by name and content hash, uploads by
+Streamlit's file id, runs by id. Engine modules are imported inside the functions that use them, so a
+page only pays for the engines it touches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from medcore.data.manifest import ColumnMapping, DatasetManifest
+from medcore.workspace import Workspace, get_workspace
+
+UPLOAD_KEY = "_medcore_upload"  # session_state slot holding the last parsed upload: (file id, frame)
+
+
+def workspace() -> Workspace:
+    """The workspace of this console process ($MEDCORE_HOME, else ./workspace)."""
+    return get_workspace()
+
+
+def _stamp(path: Path) -> int:
+    """A cache key that changes when a folder's entries change (datasets are renamed into place)."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _datasets(root: str, stamp: int) -> list[DatasetManifest]:
+    from medcore.data.importer import list_datasets
+
+    return list_datasets(get_workspace(root))
+
+
+def list_datasets() -> list[DatasetManifest]:
+    """Every dataset's manifest, re-read when the datasets folder changes."""
+    ws = workspace()
+    return _datasets(str(ws.root), _stamp(ws.datasets))
+
+
+def read_upload(uploaded: Any) -> pd.DataFrame:
+    """Parse a Streamlit UploadedFile once per upload (re-runs reuse the frame from session state)."""
+    from medcore.data.readers import read_upload as parse
+
+    key = (uploaded.file_id, uploaded.name, uploaded.size)
+    held = st.session_state.get(UPLOAD_KEY)
+    if held and held[0] == key:
+        return held[1]
+    frame = parse(uploaded.getvalue(), uploaded.name)
+    st.session_state[UPLOAD_KEY] = (key, frame)
+    return frame
+
+
+def read_folder(path: str) -> pd.DataFrame:
+    """Read a file or dataset folder on the console's machine."""
+    from medcore.data.readers import read_upload as parse
+    from medcore.errors import MedcoreError
+
+    if not path.strip():
+        raise MedcoreError("Type the path of a file or folder on this machine, e.g. /data/notes.parquet.")
+    return parse(Path(path.strip()).expanduser())
+
+
+def suggest_mapping(frame: pd.DataFrame) -> ColumnMapping:
+    from medcore.data.validate import suggest_mapping as suggest
+
+    return suggest(frame)
+
+
+def validate_dataset(frame: pd.DataFrame, mapping: ColumnMapping, task: str | None):
+    from medcore.data.validate import validate_dataset as validate
+
+    return validate(frame, mapping, task)
+
+
+def import_dataset(frame: pd.DataFrame, name: str, mapping: ColumnMapping, **options: Any) -> DatasetManifest:
+    from medcore.data.importer import import_dataset as do_import
+
+    manifest = do_import(workspace(), frame, name, mapping, **options)
+    _datasets.clear()
+    return manifest
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _split(root: str, name: str, split: str, content_hash: str) -> pd.DataFrame:
+    from medcore.data.manifest import load_split
+
+    return load_split(get_workspace(root), name, split)
+
+
+def load_split(manifest: DatasetManifest, split: str) -> pd.DataFrame:
+    """One split of a dataset, cached by the dataset's content hash."""
+    return _split(str(workspace().root), manifest.name, split, manifest.content_hash)
+
+
+# ---- runs ---------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, ttl=2, max_entries=4)
+def _runs_table(root: str) -> pd.DataFrame:
+    from medcore.jobs import list_runs
+    from medcore.store import runs_table
+
+    ws = get_workspace(root)
+    # list_runs checks each job's processes and settles a run whose processes died as failed, so the
+    # table read next from status.json never shows a dead job as running.
+    list_runs(ws)
+    return runs_table(ws)
+
+
+def runs_table() -> pd.DataFrame:
+    """One row per run: state, model, presets, step, best metric (refreshed at most every 2 s)."""
+    return _runs_table(str(workspace().root))
+
+
+def refresh_runs() -> None:
+    """Forget the cached runs table (after a state change this session saw or caused)."""
+    _runs_table.clear()
+
+
+def run_status(run_id: str):
+    from medcore.jobs import run_status as status
+
+    return status(run_id, workspace())
+
+
+def run_metrics(run_ids: list[str]) -> pd.DataFrame:
+    """Metric rows of the runs (the store parses only the lines appended since the last poll)."""
+    from medcore.store import metrics
+
+    return metrics(run_ids, ws=workspace())
+
+
+def read_logs(run_id: str, tail: int = 60) -> str:
+    from medcore.jobs import read_logs as logs
+
+    return logs(run_id, tail=tail, ws=workspace())
+
+
+def cancel_run(run_id: str):
+    from medcore.jobs import cancel_run as cancel
+
+    info = cancel(run_id, workspace())
+    _runs_table.clear()
+    return info
+
+
+def resume_run(run_id: str) -> str:
+    from medcore.jobs import resume_run as resume
+
+    new_id = resume(run_id, workspace())
+    _runs_table.clear()
+    return new_id
+
+
+def launch_run(spec) -> str:
+    """Validate the spec, create the run folder and queue the job (torchrun + DeepSpeed) in its own process group."""
+    from medcore.jobs import launch_run as launch
+
+    run_id = launch(spec, workspace())
+    _runs_table.clear()
+    return run_id
+
+
+# ---- train --------------------------------------------------------------------------------------
+
+
+def build_spec(fields: dict[str, Any]):
+    """A validated RunSpec from the Train page's fields (MedcoreError lists every bad field)."""
+    from medcore.train.spec import load_spec
+
+    return load_spec(fields)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def list_presets(kind: str) -> dict[str, str]:
+    """Preset name -> one-line explanation, for `kind` 'lora' or 'zero' (plus 'full' for LoRA).
+
+    TODO(lead): move into medcore.train.presets (it reads configs/, which is engine knowledge).
+    """
+    import json
+
+    from medcore.train.presets import configs_dir
+
+    folder = configs_dir() / kind
+    out: dict[str, str] = {}
+    if kind == "lora":
+        for path in sorted(folder.glob("*.yaml")):
+            comments = [line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")]
+            out[path.stem] = " ".join(c for c in comments if c and not c.startswith("Use:"))
+        out["full"] = "No LoRA: every weight trains. Most memory; only for small models or many nodes."
+    else:
+        for path in sorted(folder.glob("*.json")):
+            comment = str(json.loads(path.read_text()).get("_comment", ""))
+            out[path.stem] = comment.split(" Launch:")[0]
+    return out
+
+
+def estimate_memory(spec):
+    """The train engine's memory estimate for `spec`, or None while medcore.train provides none."""
+    try:
+        from medcore.train import estimate_memory as estimate
+    except ImportError:
+        return None
+    return estimate(spec, workspace())
+
+
+# ---- phi ----------------------------------------------------------------------------------------
+
+
+def _load_detector() -> None:
+    try:
+        from medcore.phi.detect import detect_text
+
+        detect_text("Warm-up.")
+    except Exception as exc:  # noqa: BLE001 - the PHI page reports the real error when it loads the detector
+        logging.getLogger("medcore.console").warning("PHI detector warm-up failed: %s", type(exc).__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def _detector_warmup() -> threading.Thread:
+    thread = threading.Thread(target=_load_detector, name="medcore-phi-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up() -> None:
+    """Start loading the PHI detector (spaCy + Presidio, several seconds) in the background, once per process.
+
+    The entry calls it on every page, so by the time a user has uploaded data the PHI page is instant.
+    """
+    _detector_warmup()
+
+
+def preview_text(text: str, mode: str, method: str):
+    """Detected spans and the redacted text of one note (not cached: cache keys must not hold note text)."""
+    from medcore.phi.redact import preview_text as preview
+
+    _detector_warmup().join()  # share the warm-up's detector instead of loading a second one
+
+    return preview(text, mode=mode, method=method)
+
+
+def redact_dataset(name: str, mode: str, method: str, out_name: str | None, progress) -> DatasetManifest:
+    from medcore.phi.pipeline import redact_dataset as redact
+
+    manifest = redact(workspace(), name, mode=mode, method=method, out_name=out_name or None, progress=progress)
+    _datasets.clear()
+    return manifest
+
+
+def verify_audit_log():
+    """VerifyResult(ok, records, problems, head_hash) of the hash-chained audit log."""
+    from medcore.phi.audit import verify_audit_log as verify
+
+    return verify(workspace())
+
+
+def audit_records() -> list[dict[str, Any]]:
+    from medcore.phi.audit import read_audit_log
+
+    return read_audit_log(workspace())

@@ -1,0 +1,112 @@
+"""Runs page: every run with its state and best metric; live charts, log tail, cancel/resume; overlay runs."""
+
+import components as ui
+import services
+import streamlit as st
+
+from medcore.jobs.state import ACTIVE_STATES, RESUMABLE_STATES
+
+OPEN_RUN = "open_run"  # session key the Train page sets to the run it just launched
+TABLE_COLUMNS = {
+    "run_id": "Run",
+    "state": "State",
+    "model": "Model",
+    "dataset": "Dataset",
+    "lora_preset": "LoRA",
+    "zero_preset": "ZeRO",
+    "step": "Step",
+    "max_steps": "Max steps",
+    "best_metric_name": "Best metric",
+    "best_metric": "Best value",
+}
+
+st.title("Runs")
+st.caption("Watch training jobs live, read their logs, cancel or resume them, and compare runs.")
+
+
+def show_table(table) -> None:
+    st.dataframe(
+        table[list(TABLE_COLUMNS)],
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(table), 320),
+        column_config={
+            **TABLE_COLUMNS,
+            "run_id": st.column_config.TextColumn("Run", width="medium"),
+            "best_metric": st.column_config.NumberColumn("Best value", format="%.4f"),
+        },
+    )
+
+
+def show_actions(run_id: str, info) -> None:
+    """Cancel / resume buttons for the run's current state; results and MedcoreErrors appear under them."""
+    col = st.columns([1, 5])[0]
+    if info.state in ACTIVE_STATES and col.button("Cancel", key=f"cancel-{run_id}", icon=":material/cancel:"):
+        with ui.guard("Cancelling"), st.spinner("Stopping the job's processes..."):
+            services.cancel_run(run_id)
+            st.rerun()
+    if info.state in RESUMABLE_STATES and col.button("Resume", key=f"resume-{run_id}", icon=":material/replay:"):
+        with ui.guard("Resuming"):
+            st.session_state[OPEN_RUN] = services.resume_run(run_id)
+            st.rerun()
+
+
+def show_run(run_id: str) -> None:
+    """Status, actions, charts and log tail of one run; polled every 2 s while the run is active."""
+    info = services.run_status(run_id)
+    progress = f"step {info.step or 0}" + (f" / {info.max_steps}" if info.max_steps else "")
+    st.markdown(f"**{run_id}** {ui.state_badge(info.state)} {progress}")
+    if info.max_steps:
+        st.progress(min((info.step or 0) / info.max_steps, 1.0))
+    if info.error:
+        # A failure is an error; a cancel or a save-and-stop was asked for, so it is news, not an error.
+        show = st.error if info.state == "failed" else st.info
+        show(f"{info.error}" + (f"\n\nHint: {info.hint}" if info.hint else ""), icon=":material/report:")
+    show_actions(run_id, info)
+    ui.render_metric_charts(services.run_metrics([run_id]), key=f"run-{run_id}")
+    with st.expander("Log tail", expanded=info.state in ("failed",)):
+        st.code(services.read_logs(run_id, tail=60) or "(no output yet)", language=None)
+    # The page polls only while the job is alive; one last full rerun shows the final state in the table.
+    if info.state not in ACTIVE_STATES and st.session_state.get(f"live-{run_id}"):
+        st.session_state[f"live-{run_id}"] = False
+        services.refresh_runs()
+        st.rerun(scope="app")
+
+
+def show_compare(run_ids: list[str]) -> None:
+    frame = services.run_metrics(run_ids)
+    if not ui.render_metric_charts(frame, key="compare"):
+        st.info("None of these runs has logged metrics yet.")
+
+
+def live_run(run_id: str) -> None:
+    with ui.guard(f"Showing run {run_id}"):
+        show_run(run_id)
+
+
+def live_compare(run_ids: list[str]) -> None:
+    with ui.guard("Comparing runs"):
+        show_compare(run_ids)
+
+
+with ui.guard("Loading runs"):
+    table = services.runs_table()
+    if table.empty:
+        st.info("No runs yet. Launch one from the Train page.")
+        st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    show_table(table)
+    run_ids = table["run_id"].tolist()
+    wanted = st.session_state.get(OPEN_RUN)
+    tab_run, tab_compare = st.tabs(["Run", "Compare"])
+    with tab_run:
+        chosen = st.selectbox("Run", run_ids, index=run_ids.index(wanted) if wanted in run_ids else 0, key="run")
+        st.session_state[OPEN_RUN] = chosen
+        active = services.run_status(chosen).state in ACTIVE_STATES
+        st.session_state[f"live-{chosen}"] = active
+        st.fragment(run_every=2 if active else None)(live_run)(chosen)
+    with tab_compare:
+        compare = st.multiselect("Runs to overlay", run_ids, default=run_ids[: min(2, len(run_ids))], key="compare")
+        if compare:
+            any_active = bool(table[table["run_id"].isin(compare)]["state"].isin(ACTIVE_STATES).any())
+            st.fragment(run_every=2 if any_active else None)(live_compare)(compare)

@@ -1,0 +1,136 @@
+"""Train page: build a run spec (model, task, LoRA and ZeRO presets, hyper-parameters), estimate memory, launch."""
+
+import components as ui
+import services
+import streamlit as st
+
+from medcore.models import REGISTRY_NAMES
+from medcore.train.spec import RunSpec
+
+FIELDS = RunSpec.model_fields
+LOCAL_FOLDER = "Local model folder..."
+TASKS = ["classification", "causal-lm"]
+
+st.title("Train")
+st.caption("Fine-tune a model with LoRA under DeepSpeed on a redacted dataset; the run opens in Runs.")
+
+
+def default(field: str):
+    return FIELDS[field].default
+
+
+def choose_data() -> dict:
+    manifests = services.list_datasets()
+    if not manifests:
+        st.info("No datasets yet: import one on the Data page, then redact it on the PHI page.")
+        st.page_link("views/data.py", label="Go to Data", icon=":material/upload_file:")
+        st.stop()
+    names = [m.name for m in manifests]
+    preferred = st.session_state.get("phi_dataset")
+    redacted = [m.name for m in manifests if m.redaction.status == "redacted"]
+    index = names.index(preferred) if preferred in names else names.index(redacted[0]) if redacted else 0
+    cols = st.columns(3)
+    name = cols[0].selectbox("Dataset", names, index=index, key="train_dataset", help=FIELDS["dataset"].description)
+    manifest = next(m for m in manifests if m.name == name)
+    task_index = TASKS.index(manifest.task) if manifest.task in TASKS else 0
+    task = cols[1].selectbox(
+        "Task", TASKS, index=task_index, key=f"train_task_{name}", help=FIELDS["task"].description
+    )
+    model_choice = cols[2].selectbox(
+        "Model", [*REGISTRY_NAMES, LOCAL_FOLDER], index=0 if task == "classification" else 1, key=f"train_model_{task}"
+    )
+    model = model_choice
+    if model_choice == LOCAL_FOLDER:
+        model = st.text_input("Model folder", placeholder="/models/my-llama", key="train_model_path")
+    allow = False
+    if manifest.redaction.status != "redacted":
+        st.warning(
+            f"'{name}' has not been through PHI redaction. Training refuses it unless you confirm it is already "
+            "de-identified; that choice is written to the audit log.",
+            icon=":material/gpp_maybe:",
+        )
+        allow = st.checkbox(
+            "This data is already de-identified: train on it anyway",
+            key="train_allow",
+            help=FIELDS["allow_unredacted"].description,
+        )
+    return {"dataset": name, "task": task, "model": model, "allow_unredacted": allow}
+
+
+def choose_presets() -> dict:
+    cols = st.columns(2)
+    chosen = {}
+    for col, kind, field in ((cols[0], "lora", "lora"), (cols[1], "zero", "zero")):
+        presets = services.list_presets(kind)
+        names = list(presets)
+        start = names.index(default(field)) if default(field) in names else 0
+        label = "LoRA preset" if kind == "lora" else "ZeRO preset"
+        chosen[field] = col.selectbox(label, names, index=start, key=f"train_{kind}", help=FIELDS[field].description)
+        col.caption(presets[chosen[field]])
+    return chosen
+
+
+def choose_topology() -> dict:
+    cols = st.columns(3)
+    nproc = cols[0].number_input(
+        "Processes per node", 1, 64, 1, key="train_nproc", help=FIELDS["nproc_per_node"].description
+    )
+    nnodes = cols[1].number_input("Nodes", 1, 64, 1, key="train_nnodes", help=FIELDS["nnodes"].description)
+    out = {"nproc_per_node": int(nproc), "nnodes": int(nnodes)}
+    if nnodes > 1:
+        out["rdzv_endpoint"] = cols[2].text_input(
+            "Rendezvous HOST:PORT", key="train_rdzv", help=FIELDS["rdzv_endpoint"].description
+        )
+    return out
+
+
+def choose_hyperparameters() -> dict:
+    cols = st.columns(4)
+    out = {
+        "micro_batch": cols[0].number_input("Micro-batch", 1, 1024, default("micro_batch"), key="train_micro"),
+        "grad_accum": cols[1].number_input("Gradient accumulation", 1, 1024, default("grad_accum"), key="train_accum"),
+        "lr": cols[2].number_input("Learning rate", 1e-7, 1.0, default("lr"), format="%.1e", key="train_lr"),
+        "max_length": cols[3].number_input("Max length (tokens)", 8, 32768, default("max_length"), key="train_len"),
+    }
+    cols = st.columns(4)
+    steps = cols[0].number_input("Max steps (0: use epochs)", 0, 10**7, 0, key="train_steps")
+    out["epochs"] = cols[1].number_input("Epochs", 0.01, 1000.0, float(default("epochs")), key="train_epochs")
+    out["eval_interval"] = cols[2].number_input("Eval every N steps", 0, 10**6, 0, key="train_eval")
+    out["seed"] = cols[3].number_input("Seed", 0, 2**31 - 1, default("seed"), key="train_seed")
+    if steps:
+        out["max_steps"] = int(steps)
+    return out
+
+
+def show_estimate(spec) -> None:
+    estimate = services.estimate_memory(spec)
+    if estimate is None:
+        st.caption("Memory estimate: medcore.train provides none yet.")
+        return
+    st.markdown(f"**Memory estimate:** {estimate.summary}")
+    if not estimate.fits:
+        st.warning(estimate.advice, icon=":material/memory:")
+
+
+with ui.guard("Building the run spec", stop=True):
+    st.subheader("Data and model")
+    fields = choose_data()
+    st.subheader("Presets")
+    fields |= choose_presets()
+    st.subheader("Processes")
+    fields |= choose_topology()
+    st.subheader("Hyper-parameters")
+    fields |= choose_hyperparameters()
+    spec = services.build_spec(fields)
+
+with ui.guard("Estimating memory"):
+    show_estimate(spec)
+
+with st.expander("Run spec (spec.json)"):
+    st.json(spec.model_dump(exclude_defaults=True))
+
+if st.button("Launch", type="primary", key="train_launch", icon=":material/rocket_launch:"):
+    with ui.guard("The launch"), st.spinner("Validating the spec and queueing the job..."):
+        run_id = services.launch_run(spec)
+        st.session_state["open_run"] = run_id
+        st.switch_page("views/runs.py")

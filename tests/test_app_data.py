@@ -1,0 +1,113 @@
+"""Data page (AppTest): upload -> suggested mapping -> validation report -> import -> catalog; errors as messages."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from app_helpers import open_page, texts, widget
+
+from medcore.data.manifest import read_manifest
+from medcore.demo.build import NOTES_CSV, build_demo_workspace
+
+
+@pytest.fixture
+def demo_csv(workspace) -> bytes:
+    build_demo_workspace(workspace, seed=3, n_notes=60, n_qa=5)
+    return (workspace.datasets / NOTES_CSV).read_bytes()
+
+
+def upload(at, name: str, data: bytes, mime: str = "text/csv"):
+    at.file_uploader[0].set_value((name, data, mime))
+    return at.run()
+
+
+def test_upload_suggests_mapping_validates_and_imports(workspace, demo_csv):
+    at = upload(open_page("data"), "demo_notes.csv", demo_csv)
+    assert not at.exception, at.exception
+    assert widget(at.selectbox, "Text").value == "text"
+    assert widget(at.selectbox, "Label").value == "specialty"
+    assert widget(at.selectbox, "Patient id").value == "patient_id"
+    assert widget(at.multiselect, "Subgroups").value == ["sex", "age_band"]
+    assert any("Valid for task: classification" in s for s in texts(at, "success"))
+    assert widget(at.text_input, "Dataset name").value == "demo_notes"
+    assert widget(at.button, "Import").disabled is False
+
+    widget(at.text_input, "Dataset name").set_value("notes")
+    at = widget(at.button, "Import").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    manifest = read_manifest(workspace, "notes")
+    assert manifest.total_rows == 60 and manifest.mapping.label == "specialty"
+    assert manifest.mapping.subgroups == ["sex", "age_band"]
+    assert any(s.startswith("Imported 'notes'") for s in texts(at, "success"))
+    catalog = at.dataframe[-1].value
+    assert catalog["name"].tolist() == ["notes"] and catalog["redaction"].tolist() == ["raw"]
+
+
+def test_changed_mapping_and_split_reach_the_import(workspace, demo_csv):
+    at = upload(open_page("data"), "demo_notes.csv", demo_csv)
+    widget(at.selectbox, "Label").set_value("style")
+    widget(at.multiselect, "Subgroups").set_value(["sex"])
+    widget(at.number_input, "Train %").set_value(50)
+    widget(at.number_input, "Validation %").set_value(25)
+    widget(at.number_input, "Test %").set_value(25)
+    at = widget(at.button, "Import").click().run()
+    assert not at.error, texts(at, "error")
+    manifest = read_manifest(workspace, "demo_notes")
+    assert manifest.mapping.label == "style" and manifest.mapping.subgroups == ["sex"]
+    assert manifest.rows["train"] < 40 and manifest.rows["test"] > 6  # 50/25/25, not the 80/10/10 default
+
+
+def test_row_problems_listed_and_import_disabled(workspace):
+    frame = pd.DataFrame({"text": ["note one", "", "note three", "note four"], "label": ["a", "b", "a", "b"]})
+    at = upload(open_page("data"), "bad.csv", frame.to_csv(index=False).encode())
+    errors = texts(at, "error")
+    assert any("empty text in column 'text'" in e for e in errors), errors
+    problems = at.dataframe[-2].value if len(at.dataframe) > 1 else at.dataframe[0].value
+    assert {"row": 2, "column": "text", "problem": "empty or missing text"} in problems.to_dict("records")
+    assert widget(at.button, "Import").disabled is True
+    assert not at.exception
+
+
+def test_unreadable_upload_is_a_message_not_a_traceback(workspace):
+    at = upload(open_page("data"), "notes.jsonl", b'{"text": "ok"}\n{"text": broken\n', "application/json")
+    assert not at.exception
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "line 2" in errors[0], errors
+    assert "broken" not in errors[0]  # the message never quotes the upload's content
+
+
+def test_folder_path_source(workspace, tmp_path):
+    path = tmp_path / "notes.parquet"
+    pd.DataFrame({"text": [f"note {i}" for i in range(12)], "label": ["x", "y"] * 6}).to_parquet(path)
+    at = open_page("data")
+    widget(at.radio, "Source").set_value("File or folder on this machine")
+    at.run()
+    widget(at.text_input, "Path").set_value(str(path))
+    at.run()
+    assert widget(at.selectbox, "Label").value == "label"
+    widget(at.text_input, "Dataset name").set_value("pq")
+    at = widget(at.button, "Import").click().run()
+    assert read_manifest(workspace, "pq").total_rows == 12
+
+
+def test_missing_path_is_explained(workspace, tmp_path):
+    at = open_page("data")
+    widget(at.radio, "Source").set_value("File or folder on this machine")
+    at.run()
+    widget(at.text_input, "Path").set_value(str(tmp_path / "nope.csv"))
+    at.run()
+    assert any("does not exist" in e for e in texts(at, "error"))
+    assert not at.exception
+
+
+def test_catalog_lists_existing_datasets(workspace):
+    from medcore.data.importer import import_dataset
+    from medcore.data.manifest import ColumnMapping
+
+    frame = pd.read_csv(io.StringIO("text,label\n" + "\n".join(f"n{i},{'ab'[i % 2]}" for i in range(10))))
+    import_dataset(workspace, frame, "small", ColumnMapping(text="text", label="label"))
+    at = open_page("data")
+    catalog = at.dataframe[0].value
+    assert catalog.loc[0, "name"] == "small" and catalog.loc[0, "rows"] == 10

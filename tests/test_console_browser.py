@@ -1,0 +1,177 @@
+"""The console in a real browser (Debian chromium driven by Playwright): upload -> map -> PHI preview -> redact ->
+launch a tiny LoRA job -> watch its loss chart grow -> it completes. Screenshots of every page go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from app_helpers import ROOT, make_run_command, wait_for
+
+from medcore.demo.build import NOTES_CSV, build_demo_workspace
+from medcore.jobs.procs import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+# No sync, updates, background fetches or first-run pings: the browser, like the console, stays on loopback.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: run `make browser`"),
+]
+
+
+@pytest.fixture
+def console(workspace):
+    """The console (the Makefile's command) on a free port over a workspace holding the demo files."""
+    build_demo_workspace(workspace, seed=0, n_notes=40, n_qa=5)
+    port = free_port()
+    env = {**os.environ, "MEDCORE_HOME": str(workspace.root), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    log = open(workspace.root / "console.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        shlex.split(make_run_command(port, workspace.root)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        yield f"http://127.0.0.1:{port}", workspace
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    # Streamlit scrolls inside its own container, so a full-page shot needs a viewport as tall as the content.
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 1000")
+    page.set_viewport_size({"width": 1400, "height": min(max(int(height), 1000), 6000)})
+    page.wait_for_timeout(700)  # let charts and fonts settle
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def nav(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for()
+
+
+def pick(page, label: str, option: str) -> None:
+    """Choose `option` in the Streamlit selectbox labelled `label`."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_timeout(300)  # the rerun the choice triggers
+
+
+def type_number(page, label: str, value) -> None:
+    box = page.get_by_label(label)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def loss_points(page) -> int:
+    """Points in the first Loss chart, read from plotly's own data on the page."""
+    # Plotly ships arrays as base64 typed arrays ({dtype: "i2", bdata}); a point is one item of `dtype`'s size.
+    return page.evaluate(
+        """() => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')]
+                .find(p => p.layout && p.layout.title && String(p.layout.title.text).includes('Loss'));
+            const size = x => x.bdata ? atob(x.bdata).length / Number(x.dtype.slice(1)) : x.length;
+            return plot ? plot.data.reduce((n, t) => n + (t.x ? size(t.x) : 0), 0) : 0;
+        }"""
+    )
+
+
+def test_upload_redact_train_watch(console, page):
+    try:
+        walk_the_user_path(page, *console)
+    except BaseException:
+        shot(page, "failure")  # what the browser showed when the step failed
+        raise
+
+
+def walk_the_user_path(page, base: str, ws) -> None:
+    # A deep link as the first request must still get the console's navigation (it once ran the bare page).
+    page.goto(f"{base}/runs")
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+    assert page.get_by_test_id("stSidebarNav").get_by_text("Data", exact=True).is_visible()
+
+    # Data: upload the demo CSV; the suggested mapping validates; import it.
+    nav(page, "Data")
+    page.locator('input[type="file"]').set_input_files(str(ws.datasets / NOTES_CSV))
+    page.get_by_text("Valid for task: classification").wait_for()
+    name = page.get_by_label("Dataset name")
+    name.fill("notes")
+    name.press("Enter")
+    page.get_by_role("button", name="Import").click()
+    page.get_by_text("Imported 'notes'").wait_for()
+    shot(page, "1-data")
+
+    # PHI: the preview highlights PHI in the original text; redact the whole dataset.
+    nav(page, "PHI")
+    page.locator("mark.phi").first.wait_for(timeout=60_000)
+    assert page.locator("mark.phi").count() >= 3
+    assert page.locator("mark.mask").count() >= 1  # the redacted side shows [CATEGORY] masks
+    shot(page, "2-phi-preview")
+    page.get_by_role("button", name="Redact dataset").click()
+    page.get_by_text("Wrote 'notes-redacted'").wait_for(timeout=90_000)
+    shot(page, "3-phi-redacted")
+
+    # Train: a tiny LoRA job on the redacted copy; Launch opens it in Runs.
+    nav(page, "Train")
+    assert page.get_by_role("combobox", name="Dataset").input_value() == "notes-redacted"  # preselected
+    pick(page, "LoRA preset", "small")
+    type_number(page, "Max steps (0: use epochs)", 30)
+    type_number(page, "Micro-batch", 4)
+    type_number(page, "Max length (tokens)", 64)
+    shot(page, "4-train")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+
+    # Runs: the loss chart gains points while the job runs, then the run completes.
+    seen = set()
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        seen.add(loss_points(page))
+        if page.get_by_text("completed", exact=True).count():
+            break
+        page.wait_for_timeout(1000)
+    page.wait_for_timeout(2500)  # the final refresh
+    seen.add(loss_points(page))
+    shot(page, "5-runs")
+    assert page.get_by_text("completed", exact=True).count(), (ws.runs, sorted(seen))
+    assert len(seen - {0}) >= 2, f"the loss chart never grew while the job ran: {sorted(seen)}"
+
+    for title in ("Evaluate", "Chat"):
+        nav(page, title)
+        shot(page, f"6-{title.lower()}")
