@@ -209,12 +209,16 @@ def list_presets(kind: str) -> dict[str, str]:
 
 
 def estimate_memory(spec):
-    """The train engine's memory estimate for `spec`, or None while medcore.train provides none."""
-    try:
-        from medcore.train import estimate_memory as estimate
-    except ImportError:
-        return None
-    return estimate(spec, workspace())
+    """The train engine's memory estimate for `spec` (cached per spec: it builds the model on the meta device)."""
+    return _estimate_memory(spec.model_dump_json())
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=64)
+def _estimate_memory(spec_json: str):
+    from medcore.train import RunSpec
+    from medcore.train import estimate_memory as estimate
+
+    return estimate(RunSpec.model_validate_json(spec_json), workspace())
 
 
 # ---- phi ----------------------------------------------------------------------------------------

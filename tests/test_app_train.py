@@ -60,6 +60,16 @@ def test_choices_reach_the_spec(datasets):
         assert fragment in spec, spec
 
 
+def test_memory_estimate_shows_and_warns_when_it_cannot_fit(datasets):
+    at = open_page("train")
+    assert any(m.startswith("**Memory estimate:** ~") and "ZeRO-1" in m for m in texts(at, "markdown"))
+    assert not any("not fit" in w for w in texts(at, "warning"))
+    widget(at.number_input, "Micro-batch").set_value(1024)
+    widget(at.number_input, "Max length (tokens)").set_value(4096)
+    at.run()
+    assert any("will probably not fit" in w and "gradient checkpointing" in w for w in texts(at, "warning"))
+
+
 def test_invalid_topology_is_a_message(datasets):
     at = open_page("train")
     widget(at.number_input, "Nodes").set_value(2)

@@ -4,6 +4,7 @@ import components as ui
 import services
 import streamlit as st
 
+from medcore.errors import MedcoreError
 from medcore.models import REGISTRY_NAMES
 from medcore.train.spec import RunSpec
 
@@ -103,9 +104,10 @@ def choose_hyperparameters() -> dict:
 
 
 def show_estimate(spec) -> None:
-    estimate = services.estimate_memory(spec)
-    if estimate is None:
-        st.caption("Memory estimate: medcore.train provides none yet.")
+    try:
+        estimate = services.estimate_memory(spec)
+    except MedcoreError as exc:
+        st.caption(f"Memory estimate unavailable: {exc}")
         return
     st.markdown(f"**Memory estimate:** {estimate.summary}")
     if not estimate.fits:
