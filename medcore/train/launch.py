@@ -1,0 +1,96 @@
+"""Create a run folder (resolved spec + DeepSpeed config) and build the torchrun / deepspeed commands that run it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+
+from medcore.rundir import RunDir, write_json_atomic
+from medcore.train.presets import load_zero_preset, resolve_ds_config
+from medcore.train.spec import RunSpec
+from medcore.train.validate import resolve_device
+from medcore.workspace import Workspace
+
+RDZV_JOIN_TIMEOUT_S = 120  # nodes that have not joined by then fail the job instead of waiting torchrun's 600 s
+
+
+def new_run_id(spec: RunSpec) -> str:
+    label = spec.name or f"{Path(str(spec.model)).name}-{spec.task}"
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+
+
+def _record_override(spec: RunSpec, ws: Workspace, run_id: str) -> None:
+    """Training on an unredacted dataset is allowed only when asked for, and always leaves an audit record."""
+    from medcore.data.manifest import read_manifest
+
+    manifest = read_manifest(ws, spec.dataset)
+    if manifest.redaction.status == "redacted":
+        return
+    from medcore.phi.audit import append_audit_record
+
+    record = append_audit_record(ws, "redaction_override", dataset=spec.dataset, content_hash=manifest.content_hash,
+                                 run_id=run_id, reason="allow_unredacted")
+    write_json_atomic(ws.runs / run_id / "redaction_override.json", {"audit_hash": record["hash"], "seq": record["seq"]})
+
+
+def prepare_run_dir(spec: RunSpec, ws: Workspace, run_id: str | None = None) -> RunDir:
+    """Create runs/<run_id>/ with spec.json (device/precision resolved) and ds_config.json (batch sizes computed).
+
+    Call validate_spec first; this does no checking of its own beyond loading the presets.
+    """
+    device, precision = resolve_device(spec)
+    resolved = spec.model_copy(update={"device": device, "precision": precision})
+    ds_config = resolve_ds_config(
+        load_zero_preset(spec.zero),
+        micro_batch=spec.micro_batch,
+        grad_accum=spec.grad_accum,
+        world_size=spec.world_size,
+        precision=precision,
+        max_grad_norm=spec.max_grad_norm,
+    )
+    rd = RunDir(ws.runs / (run_id or new_run_id(spec)))
+    rd.path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(rd.spec, resolved.model_dump(mode="json"))
+    write_json_atomic(rd.ds_config, ds_config)
+    if spec.allow_unredacted:
+        _record_override(spec, ws, rd.run_id)
+    if not rd.status.exists():
+        rd.update_status(state="queued", step=0, max_steps=spec.max_steps, created_at=time.time())
+    return rd
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(spec: RunSpec, run_dir: RunDir, resume: bool = False, master_port: int | None = None) -> list[str]:
+    """`python -m torch.distributed.run ... -m medcore.train RUN_DIR` for this node of the job.
+
+    One node: a fixed master address/port (free port when none given). Several nodes: c10d rendezvous at
+    spec.rdzv_endpoint (master_port, when given, replaces its port).
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={spec.nnodes}",
+               f"--nproc-per-node={spec.nproc_per_node}", f"--node-rank={spec.node_rank}", "--max-restarts=0"]
+    if spec.nnodes > 1:
+        host, _, port = (spec.rdzv_endpoint or "").rpartition(":")
+        port = str(master_port or port)
+        command += ["--rdzv-backend=c10d", f"--rdzv-endpoint={host}:{port}", f"--rdzv-id={run_dir.run_id}",
+                    f"--rdzv-conf=join_timeout={RDZV_JOIN_TIMEOUT_S}"]
+    else:
+        command += ["--master-addr=127.0.0.1", f"--master-port={master_port or free_port()}"]
+    command += ["-m", "medcore.train", str(run_dir.path)]
+    return command + (["--resume"] if resume or spec.resume else [])
+
+
+def deepspeed_command(spec: RunSpec, run_dir: RunDir, resume: bool = False, master_port: int | None = None) -> list[str]:
+    """The same job under the `deepspeed` launcher (single node), for users who launch that way."""
+    command = [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={spec.nproc_per_node}",
+               f"--master_port={master_port or free_port()}", "--module", "medcore.train", str(run_dir.path)]
+    return command + (["--resume"] if resume or spec.resume else [])

@@ -1,0 +1,106 @@
+"""LoRA target modules resolved per architecture, and the PEFT wrapping of a loaded model."""
+
+from __future__ import annotations
+
+from medcore.errors import MedcoreError
+from medcore.train.presets import LoraPresetConfig
+
+# Per architecture family: the usual LoRA targets (`auto`) and the lean query/value pair. A family is
+# recognised by its module names, so Mistral/Qwen (llama-style names) or RoBERTa (BERT names) work too.
+FAMILIES: dict[str, dict[str, list[str]]] = {
+    "llama-style": {
+        "auto": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "query-value": ["q_proj", "v_proj"],
+    },
+    "gpt2": {"auto": ["c_attn", "c_proj"], "query-value": ["c_attn"]},
+    "bert": {"auto": ["query", "key", "value"], "query-value": ["query", "value"]},
+}
+# Output heads never get LoRA: the classifier is trained in full (modules_to_save) and lm_head is tied.
+HEAD_NAMES = {"lm_head", "classifier", "score", "pooler"}
+
+
+def linear_layer_names(model) -> list[str]:
+    """The distinct leaf names of the model's linear layers (nn.Linear and GPT-2's Conv1D), in model order."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    names: list[str] = []
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear | Conv1D):
+            leaf = full_name.rsplit(".", 1)[-1]
+            if leaf not in names:
+                names.append(leaf)
+    return names
+
+
+def resolve_target_modules(model, target: str | list[str], model_name: str = "model") -> list[str] | str:
+    """LoRA targets for `model`: a preset group (auto, query-value), `all-linear`, or explicit names.
+
+    Raises:
+        MedcoreError: when no (or not every explicit) target exists, listing the model's linear layer names.
+    """
+    present = linear_layer_names(model)
+    available = ", ".join(present) or "none"
+    if target == "all-linear":
+        if not [n for n in present if n not in HEAD_NAMES]:
+            raise MedcoreError(f"Model '{model_name}' has no linear layers for LoRA 'all-linear'.")
+        return "all-linear"
+    if isinstance(target, str) and target not in ("auto", "query-value"):
+        target = [t.strip() for t in target.split(",") if t.strip()]
+    if isinstance(target, list):
+        missing = [t for t in target if t not in present]
+        if missing or not target:
+            raise MedcoreError(
+                f"LoRA target modules {', '.join(missing) or '(none given)'} not found in model '{model_name}'. "
+                f"Its linear layers are: {available}. Set target_modules in the LoRA preset to some of these, "
+                "or use auto / all-linear."
+            )
+        return target
+    for family in FAMILIES.values():
+        found = [name for name in family[target] if name in present]
+        if found:
+            return found
+    raise MedcoreError(
+        f"No LoRA target modules for '{target}' in model '{model_name}' (none of the llama-style, GPT-2 or BERT "
+        f"names). Its linear layers are: {available}. List target_modules explicitly in the LoRA preset."
+    )
+
+
+def lora_config_for(model, preset: LoraPresetConfig, task: str, model_name: str = "model"):
+    """The peft LoraConfig for `model`; classification heads are trained in full via task_type SEQ_CLS."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        r=preset.r,
+        lora_alpha=preset.alpha,
+        lora_dropout=preset.dropout,
+        bias=preset.bias,
+        target_modules=resolve_target_modules(model, preset.target_modules, model_name),
+        task_type=TaskType.SEQ_CLS if task == "classification" else TaskType.CAUSAL_LM,
+    )
+
+
+def apply_lora(model, preset: LoraPresetConfig | None, task: str, model_name: str = "model"):
+    """Wrap `model` with LoRA (or leave every parameter trainable for `full`)."""
+    if preset is None:
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config_for(model, preset, task, model_name))
+
+
+def build_meta_model(source, task: str, num_labels: int | None = None):
+    """The model's architecture on the meta device (no weights read): enough to list its layers cheaply."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(source, **({"num_labels": num_labels} if num_labels else {}))
+    except OSError:
+        raise MedcoreError(f"Cannot read the model config of '{source}': give a local model folder or registry name.") from None
+    auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+    try:
+        with torch.device("meta"):
+            return auto.from_config(config)
+    except ValueError:
+        raise MedcoreError(f"Model '{source}' cannot do task '{task}': pick a model of the matching kind.") from None

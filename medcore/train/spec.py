@@ -1,0 +1,140 @@
+"""The run spec: one typed, validated description of a fine-tuning job (YAML, JSON or dict + key=value overrides)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medcore.errors import MedcoreError
+
+
+class RunSpec(BaseModel):
+    """Everything a run needs. The console, CLI and notebooks all build this; spec.json in the run folder holds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="Short label for the run; the run id starts with it.")
+    model: str = Field("minilm", description="Registry name (minilm, tiny-llama), a local model folder, or a hub id.")
+    task: Literal["classification", "causal-lm"] = Field(
+        "classification", description="classification (text -> label) or causal-lm (prompt -> response)."
+    )
+    dataset: str = Field(description="Workspace dataset name (see `medcore data list`).")
+    lora: str = Field("default", description="LoRA preset name in configs/lora, a YAML path, or `full` (no LoRA).")
+    zero: str = Field("single_node", description="DeepSpeed ZeRO preset name in configs/zero or a JSON path.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu.")
+    micro_batch: int = Field(8, description="Sequences per rank per forward pass (train_micro_batch_size_per_gpu).")
+    grad_accum: int = Field(1, description="Micro-batches accumulated per optimizer step.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (after warmup).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps with linear warmup before cosine decay.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training split (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides epochs.")
+    max_length: int = Field(256, description="Longest sequence in tokens; longer texts are truncated.")
+    pack: bool = Field(True, description="causal-lm: pack several examples into each row (no padding waste).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    log_interval: int = Field(1, gt=0, description="Append a metrics.jsonl line every N steps.")
+    eval_interval: int = Field(0, ge=0, description="Evaluate on the validation split every N steps (0: at the end only).")
+    save_interval: int = Field(0, ge=0, description="Checkpoint every N steps (0: no periodic checkpoints).")
+    keep_last_k: int = Field(2, gt=0, description="Checkpoints kept; older ones are deleted.")
+    early_stopping_metric: str | None = Field(
+        None, description="Validation metric that stops training when it stops improving (eval_loss, eval_f1...)."
+    )
+    early_stopping_patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
+    seed: int = Field(42, description="Seed for weights of new heads, LoRA init, dropout and data order.")
+    nproc_per_node: int = Field(1, gt=0, description="Processes (ranks) per node.")
+    nnodes: int = Field(1, gt=0, description="Nodes in the job.")
+    node_rank: int = Field(0, ge=0, description="This node's rank (0 .. nnodes-1).")
+    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the rendezvous (node 0); required when nnodes > 1.")
+    dist_timeout_s: int = Field(60, gt=0, description="Seconds before a missing peer or collective fails the job.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint in the run folder.")
+    export_merged: bool = Field(False, description="Also write the base model with the adapter merged into merged/.")
+    allow_unredacted: bool = Field(
+        False, description="Train on a dataset not marked redacted. Audited; only for data already de-identified."
+    )
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> RunSpec:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("nnodes > 1 needs rdzv_endpoint=HOST:PORT (node 0's address)")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """`key=value` strings -> dict; values are parsed as YAML scalars (`lr=1e-4`, `pack=false`)."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise MedcoreError(f"Override '{item}' is not key=value, e.g. lr=1e-4 or max_steps=100.")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def _read_spec_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise MedcoreError(f"Spec file {path} does not exist. Pass a YAML or JSON run spec.")
+    try:
+        data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise MedcoreError(f"Spec file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise MedcoreError(f"Spec file {path} must hold a mapping of fields (model:, dataset:, ...).")
+    return data
+
+
+def describe_errors(exc: ValidationError, source: str) -> str:
+    """Pydantic errors -> one line naming every bad field, with a suggestion for unknown ones."""
+    known = list(RunSpec.model_fields)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(where, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else "; see `medcore train --help` for fields"
+            parts.append(f"unknown field '{where}'{hint}")
+        elif err["type"] == "missing":
+            parts.append(f"'{where}' is required")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"'{where}': {msg} (got {err.get('input')!r})" if where != "spec" else msg)
+    return f"Invalid run spec ({source}): " + "; ".join(parts) + "."
+
+
+def load_spec(source: str | os.PathLike | dict | RunSpec, overrides: list[str] | dict | None = None) -> RunSpec:
+    """A RunSpec from a YAML/JSON file, a dict or a RunSpec, with `overrides` (`key=value` list or dict) applied.
+
+    Raises:
+        MedcoreError: one line listing every invalid or unknown field.
+    """
+    if isinstance(source, RunSpec):
+        data, where = source.model_dump(), "spec object"
+    elif isinstance(source, dict):
+        data, where = dict(source), "spec dict"
+    else:
+        path = Path(source)
+        data, where = _read_spec_file(path), path.name
+    data.update(parse_overrides(overrides))
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise MedcoreError(describe_errors(exc, where)) from None
