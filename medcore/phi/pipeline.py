@@ -357,4 +357,7 @@ def redact_dataset(
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    from medcore.store.catalog import refresh_catalog
+
+    refresh_catalog(ws, tables=("datasets",))
     return manifest
