@@ -41,21 +41,38 @@ def build_datasets(ws) -> None:
     from medcore.demo.qa import generate_qa
 
     notes = pd.DataFrame(generate_notes(seed=0, n=1200))[["note_id", "text", "specialty"]]
-    import_dataset(ws, notes, "demo-notes", ColumnMapping(text="text", label="specialty", id="note_id"),
-                   task="classification")
+    import_dataset(
+        ws, notes, "demo-notes", ColumnMapping(text="text", label="specialty", id="note_id"), task="classification"
+    )
     qa = pd.DataFrame(generate_qa(seed=0, n=1200))[["qa_id", "question", "context", "answer"]]
-    import_dataset(ws, qa, "demo-qa", ColumnMapping(text="context", prompt="question", response="answer", id="qa_id"),
-                   task="causal-lm")
+    import_dataset(
+        ws,
+        qa,
+        "demo-qa",
+        ColumnMapping(text="context", prompt="question", response="answer", id="qa_id"),
+        task="causal-lm",
+    )
 
 
 def make_spec(task: str, steps: int):
     from medcore.train import load_spec
 
     cfg = TASKS[task]
-    return load_spec({"task": "classification" if task == "classification" else "causal-lm", "model": cfg["model"],
-                      "dataset": cfg["dataset"], "max_length": cfg["max_length"], "lr": cfg["lr"], "max_steps": steps,
-                      "micro_batch": MICRO, "nproc_per_node": WORLD, "allow_unredacted": True, "seed": 0,
-                      "name": f"bench-{task}"})
+    return load_spec(
+        {
+            "task": "classification" if task == "classification" else "causal-lm",
+            "model": cfg["model"],
+            "dataset": cfg["dataset"],
+            "max_length": cfg["max_length"],
+            "lr": cfg["lr"],
+            "max_steps": steps,
+            "micro_batch": MICRO,
+            "nproc_per_node": WORLD,
+            "allow_unredacted": True,
+            "seed": 0,
+            "name": f"bench-{task}",
+        }
+    )
 
 
 def run_logged(command: list[str], log_path: Path) -> None:
@@ -76,8 +93,11 @@ def run_medcore(ws, task: str, steps: int) -> dict:
     lines = [json.loads(x) for x in rd.metrics.read_text().splitlines() if '"loss"' in x]
     timed = lines[1:]
     tokens = sum(m["tokens_per_s"] * m["step_time_s"] for m in timed)
-    return {"tokens_per_s": tokens / sum(m["step_time_s"] for m in timed),
-            "peak_rss_mb": max(m["peak_mem_mb"] for m in lines), "final_loss": lines[-1]["loss"]}
+    return {
+        "tokens_per_s": tokens / sum(m["step_time_s"] for m in timed),
+        "peak_rss_mb": max(m["peak_mem_mb"] for m in lines),
+        "final_loss": lines[-1]["loss"],
+    }
 
 
 def run_baseline(ws, task: str, steps: int) -> dict:
@@ -86,8 +106,17 @@ def run_baseline(ws, task: str, steps: int) -> dict:
     spec = make_spec(task, steps)
     out = Path(tempfile.mkdtemp(dir=ws.root))
     (out / "job.json").write_text(json.dumps({"spec": spec.model_dump(), "out": str(out)}))
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={WORLD}", "--master-addr=127.0.0.1",
-               f"--master-port={free_port()}", __file__, "--hf-worker", str(out / "job.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={WORLD}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={free_port()}",
+        __file__,
+        "--hf-worker",
+        str(out / "job.json"),
+    ]
     run_logged(command, out / "train.log")
     return json.loads((out / "result.json").read_text())
 
@@ -100,44 +129,62 @@ def hf_dataset(spec, ws, tokenizer, label_set):
     if spec.task == "classification":
         mapping = read_manifest(ws, spec.dataset).mapping
         frame = load_split(ws, spec.dataset, "train")
-        enc = tokenizer(frame[mapping.text].astype(str).tolist(), padding="max_length", truncation=True,
-                        max_length=spec.max_length)
+        enc = tokenizer(
+            frame[mapping.text].astype(str).tolist(), padding="max_length", truncation=True, max_length=spec.max_length
+        )
         index = {label: i for i, label in enumerate(label_set)}
         labels = [index[str(v)] for v in frame[mapping.label]]
-        return [{"input_ids": i, "attention_mask": a, "labels": y}
-                for i, a, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+        return [
+            {"input_ids": i, "attention_mask": a, "labels": y}
+            for i, a, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)
+        ]
     units = load_units(spec.model_copy(update={"pack": False}), ws, tokenizer, "train", [])
     pad = spec.max_length
-    return [{"input_ids": u.input_ids + [tokenizer.pad_token_id] * (pad - u.length),
-             "attention_mask": [1] * u.length + [0] * (pad - u.length),
-             "labels": list(u.labels) + [IGNORE] * (pad - u.length)} for u in units]
+    return [
+        {
+            "input_ids": u.input_ids + [tokenizer.pad_token_id] * (pad - u.length),
+            "attention_mask": [1] * u.length + [0] * (pad - u.length),
+            "labels": list(u.labels) + [IGNORE] * (pad - u.length),
+        }
+        for u in units
+    ]
 
 
-def hf_worker(job_path: str) -> None:
-    """One rank of the baseline: HF Trainer with its DeepSpeed integration, counting useful tokens per step."""
-    import torch
-    import torch.distributed as dist
-    from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
-
-    from medcore.data.manifest import read_manifest
-    from medcore.models import load_tokenizer
-    from medcore.train.loop import build_model
-    from medcore.train.presets import load_zero_preset
-    from medcore.train.spec import RunSpec
-    from medcore.workspace import get_workspace
-
+def hf_training_args(spec, out: str):
+    """TrainingArguments matching the MedCore spec: same batch, steps, LR schedule, clipping, seed and ZeRO preset."""
     from accelerate import PartialState
+    from transformers import TrainingArguments
+
+    from medcore.train.presets import load_zero_preset
 
     # On a CPU-only machine TrainingArguments' DeepSpeed path builds accelerate's state without a backend and
     # believes the world size is 1 (DeepSpeed then rejects the batch arithmetic); a pre-configured gloo state fixes it.
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     PartialState(backend="gloo")
     del os.environ["ACCELERATE_USE_DEEPSPEED"]
-    job = json.loads(Path(job_path).read_text())
-    spec, ws = RunSpec.model_validate(job["spec"]), get_workspace()
-    label_set = read_manifest(ws, spec.dataset).label_set if spec.task == "classification" else []
-    tokenizer = load_tokenizer(spec.model, ws)
-    counts = {"tokens": 0.0, "step_tokens": 0.0, "timed_tokens": 0.0, "timed_s": 0.0, "t0": 0.0, "step": 0}
+    return TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=spec.micro_batch,
+        gradient_accumulation_steps=1,
+        max_steps=spec.max_steps,
+        learning_rate=spec.lr,
+        warmup_steps=round(spec.warmup_ratio * spec.max_steps),
+        lr_scheduler_type="cosine",
+        max_grad_norm=spec.max_grad_norm,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=spec.seed,
+        deepspeed=load_zero_preset(spec.zero),  # "auto" batch sizes, filled in by the HF integration
+        dataloader_drop_last=True,
+        remove_unused_columns=False,
+        accelerator_config={"use_configured_state": True},
+    )
+
+
+def counting_trainer(counts: dict):
+    """HF Trainer that adds up useful tokens per step, and a callback that times steps 2..N."""
+    from transformers import Trainer, TrainerCallback
 
     class CountingTrainer(Trainer):
         def compute_loss(self, model, inputs, *args, **kwargs):
@@ -154,22 +201,43 @@ def hf_worker(job_path: str) -> None:
                 counts["timed_s"] += time.perf_counter() - counts["t0"]
                 counts["timed_tokens"] += counts["step_tokens"]
 
-    args = TrainingArguments(
-        output_dir=job["out"], per_device_train_batch_size=spec.micro_batch, gradient_accumulation_steps=1,
-        max_steps=spec.max_steps, learning_rate=spec.lr, warmup_steps=round(spec.warmup_ratio * spec.max_steps), lr_scheduler_type="cosine",
-        max_grad_norm=spec.max_grad_norm, logging_steps=1, save_strategy="no", report_to=[], seed=spec.seed,
-        deepspeed=load_zero_preset(spec.zero), dataloader_drop_last=True, remove_unused_columns=False,
-        accelerator_config={"use_configured_state": True},
+    return CountingTrainer, StepTimer()
+
+
+def hf_worker(job_path: str) -> None:
+    """One rank of the baseline: HF Trainer with its DeepSpeed integration, counting useful tokens per step."""
+    import torch
+    import torch.distributed as dist
+    from transformers import default_data_collator
+
+    from medcore.data.manifest import read_manifest
+    from medcore.models import load_tokenizer
+    from medcore.train.loop import build_model
+    from medcore.train.spec import RunSpec
+    from medcore.workspace import get_workspace
+
+    job = json.loads(Path(job_path).read_text())
+    spec, ws = RunSpec.model_validate(job["spec"]), get_workspace()
+    args = hf_training_args(spec, job["out"])
+    label_set = read_manifest(ws, spec.dataset).label_set if spec.task == "classification" else []
+    counts = {"step_tokens": 0.0, "timed_tokens": 0.0, "timed_s": 0.0, "t0": 0.0, "step": 0}
+    trainer_class, timer = counting_trainer(counts)
+    trainer = trainer_class(
+        model=build_model(spec, ws, label_set),
+        args=args,
+        data_collator=default_data_collator,
+        train_dataset=hf_dataset(spec, ws, load_tokenizer(spec.model, ws), label_set),
+        callbacks=[timer],
     )
-    trainer = CountingTrainer(model=build_model(spec, ws, label_set), args=args, data_collator=default_data_collator,
-                              train_dataset=hf_dataset(spec, ws, tokenizer, label_set), callbacks=[StepTimer()])
     trainer.train()
     totals = torch.tensor([counts["timed_tokens"]], dtype=torch.float64)
     dist.all_reduce(totals)  # every rank's useful tokens; the step time is the same on all ranks (synchronous)
     if dist.get_rank() == 0:
-        result = {"tokens_per_s": float(totals[0]) / counts["timed_s"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "final_loss": trainer.state.log_history[-2].get("loss")}
+        result = {
+            "tokens_per_s": float(totals[0]) / counts["timed_s"],
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "final_loss": trainer.state.log_history[-2].get("loss"),
+        }
         Path(job["out"], "result.json").write_text(json.dumps(result))
 
 

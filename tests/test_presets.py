@@ -43,7 +43,9 @@ def test_zero_presets_have_the_documented_stages():
     assert stages["single_node"]["stage"] == 1 and "offload_optimizer" not in stages["single_node"]
     assert stages["multi_node"]["stage"] == 2 and stages["multi_node"]["offload_optimizer"]["device"] == "cpu"
     big = stages["large_model_stage3"]
-    assert big["stage"] == 3 and big["offload_param"]["device"] == "cpu" and big["offload_optimizer"]["device"] == "cpu"
+    assert (
+        big["stage"] == 3 and big["offload_param"]["device"] == "cpu" and big["offload_optimizer"]["device"] == "cpu"
+    )
     assert big["stage3_gather_16bit_weights_on_model_save"] is True
 
 
@@ -77,8 +79,12 @@ def test_classic_single_node_findings():
 
 def test_classic_multi_node_findings():
     found = _findings("multi_node.json")
-    for key in ("stage3_max_live_parameters", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold",
-                "offload_param"):
+    for key in (
+        "stage3_max_live_parameters",
+        "stage3_prefetch_bucket_size",
+        "stage3_param_persistence_threshold",
+        "offload_param",
+    ):
         assert "only used by ZeRO stage 3" in found[f"zero_optimization.{key}"]
     assert "zero_optimization.sub_group_size" in found["sub_group_size"]
     assert "hard-coded to 64" in found["train_batch_size"]
@@ -103,9 +109,12 @@ def test_classic_config_as_preset_fails_with_every_problem_in_one_line():
 
 
 def test_unknown_keys_get_a_suggestion():
-    found = {f.path: f.message for f in check_ds_config(
-        {"gradient_clipin": 1.0, "zero_optimization": {"stage": 2, "overlap_com": True}, "bf16": {"enabeld": True}}
-    )}
+    found = {
+        f.path: f.message
+        for f in check_ds_config(
+            {"gradient_clipin": 1.0, "zero_optimization": {"stage": 2, "overlap_com": True}, "bf16": {"enabeld": True}}
+        )
+    }
     assert "Did you mean 'gradient_clipping'" in found["gradient_clipin"]
     assert "Did you mean 'overlap_comm'" in found["zero_optimization.overlap_com"]
     assert "Did you mean 'enabled'" in found["bf16.enabeld"]
@@ -118,8 +127,14 @@ def test_deprecated_zero_key_names_its_replacement():
 
 @pytest.mark.parametrize("micro,accum,world", [(4, 2, 2), (1, 1, 1), (8, 4, 16)])
 def test_batch_arithmetic_is_computed(micro, accum, world):
-    config = resolve_ds_config(load_zero_preset("single_node"), micro_batch=micro, grad_accum=accum,
-                               world_size=world, precision="fp32", max_grad_norm=0.5)
+    config = resolve_ds_config(
+        load_zero_preset("single_node"),
+        micro_batch=micro,
+        grad_accum=accum,
+        world_size=world,
+        precision="fp32",
+        max_grad_norm=0.5,
+    )
     assert config["train_batch_size"] == micro * accum * world
     assert config["train_micro_batch_size_per_gpu"] == micro and config["gradient_accumulation_steps"] == accum
     assert config["gradient_clipping"] == 0.5

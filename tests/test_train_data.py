@@ -20,7 +20,7 @@ from medcore.train.data import (
     pack_units,
     tokenize_instructions,
 )
-from medcore.train.metrics import classification_counts, score_classification, warmup_cosine
+from medcore.train.metrics import classification_counts, improved, score_classification, warmup_cosine
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +40,14 @@ def random_units(n: int, seed: int = 0, lo: int = 3, hi: int = 40) -> list[Unit]
 
 
 def test_prompt_tokens_are_masked_and_the_answer_is_kept(tokenizer):
-    units = tokenize_instructions(["What medication was started?"], ["aspirin"], ["Chest pain. " * 40],
-                                  tokenizer, max_length=32)
+    units = tokenize_instructions(
+        ["What medication was started?"], ["aspirin"], ["Chest pain. " * 40], tokenizer, max_length=32
+    )
     unit = units[0]
     assert unit.length == 32  # the long note excerpt was cut from its start
     answer = tokenizer("aspirin", add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
-    assert unit.input_ids[-len(answer):] == answer
-    assert unit.labels[-len(answer):] == answer and set(unit.labels[: -len(answer)]) == {IGNORE}
+    assert unit.input_ids[-len(answer) :] == answer
+    assert unit.labels[-len(answer) :] == answer and set(unit.labels[: -len(answer)]) == {IGNORE}
     assert unit.targets == len(answer)
     assert tokenizer.decode(unit.input_ids).rstrip().endswith("answer : aspirin [SEP]")
 
@@ -69,9 +70,9 @@ def test_packed_collate_gives_padding_its_own_segment():
     batch = collate(rows[-3:], pad_id=0, task="causal-lm")
     assert "attention_mask" not in batch and batch["position_ids"].shape == batch["input_ids"].shape
     for r, row in enumerate(rows[-3:]):
-        pad = batch["position_ids"][r, row.length:]
+        pad = batch["position_ids"][r, row.length :]
         assert pad.tolist() == list(range(len(pad)))
-        assert (batch["labels"][r, row.length:] == IGNORE).all()
+        assert (batch["labels"][r, row.length :] == IGNORE).all()
     assert batch["tokens"] == sum(r.length for r in rows[-3:])
 
 
@@ -128,3 +129,9 @@ def test_warmup_then_cosine_to_zero():
     assert values[:4] == sorted(values[:4]) and values[3] < 1.0
     assert values[4] == pytest.approx(1.0) and values[20] == pytest.approx(0.0)
     assert values[4:] == sorted(values[4:], reverse=True)
+
+
+def test_early_stopping_direction_per_metric():
+    assert improved("eval_loss", 0.9, None) and improved("eval_loss", 0.9, 1.0) and not improved("eval_loss", 1.0, 1.0)
+    assert improved("eval_f1", 0.8, 0.7) and not improved("eval_accuracy", 0.7, 0.8)
+    assert not improved("eval_perplexity", 12.0, 11.0)

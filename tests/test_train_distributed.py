@@ -50,16 +50,36 @@ def ws(tmp_path_factory):
 def make_spec(ws, task: str, zero: str = "single_node", **overrides):
     dataset, model, lr = TASKS[task]
     zero_ref = str(ws.root / "zero2.json") if zero == "zero2" else zero
-    return load_spec({"dataset": dataset, "task": task, "model": model, "zero": zero_ref, "lr": lr,
-                      "max_steps": STEPS, "micro_batch": 4, "max_length": 64, "nproc_per_node": 2,
-                      "save_interval": SAVE_EVERY, "keep_last_k": 1, "eval_interval": STEPS, "seed": 3,
-                      "name": f"{task}-{zero}", **overrides})
+    return load_spec(
+        {
+            "dataset": dataset,
+            "task": task,
+            "model": model,
+            "zero": zero_ref,
+            "lr": lr,
+            "max_steps": STEPS,
+            "micro_batch": 4,
+            "max_length": 64,
+            "nproc_per_node": 2,
+            "save_interval": SAVE_EVERY,
+            "keep_last_k": 1,
+            "eval_interval": STEPS,
+            "seed": 3,
+            "name": f"{task}-{zero}",
+            **overrides,
+        }
+    )
 
 
 def start(spec, rd: RunDir, resume: bool = False, env: dict | None = None) -> subprocess.Popen:
     log = open(rd.log, "ab")  # noqa: SIM115 (closed with the process by the OS; tests are short-lived)
-    return subprocess.Popen(torchrun_command(spec, rd, resume=resume), stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    return subprocess.Popen(
+        torchrun_command(spec, rd, resume=resume),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen, rd: RunDir) -> int:
@@ -76,8 +96,11 @@ def finish(proc: subprocess.Popen, rd: RunDir) -> int:
 _RUNS: dict[str, RunDir] = {}
 
 
-# Two matrix entries cover more than ZeRO: one also exports a merged model, one runs under the deepspeed launcher.
-EXTRA = {"classification/single_node": {"export_merged": True}}
+# Matrix entries also cover a merged export, gradient checkpointing and the deepspeed launcher (no extra launches).
+EXTRA = {
+    "classification/single_node": {"export_merged": True},
+    "causal-lm/multi_node": {"gradient_checkpointing": True},
+}
 DEEPSPEED_LAUNCHER = "classification/zero2"
 
 
@@ -89,8 +112,9 @@ def trained(ws, task: str, zero: str) -> RunDir:
         rd = prepare_run_dir(spec, ws)
         if key == DEEPSPEED_LAUNCHER:
             log = open(rd.log, "ab")  # noqa: SIM115
-            proc = subprocess.Popen(deepspeed_command(spec, rd), stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                deepspeed_command(spec, rd), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         else:
             proc = start(spec, rd)
         assert finish(proc, rd) == 0
@@ -129,7 +153,9 @@ def reloaded_eval(ws, rd: RunDir) -> dict:
             else:
                 logits = model(**inputs, use_cache=False).logits
                 flat = logits[:, :-1].reshape(-1, logits.shape[-1])
-                loss += torch.nn.functional.cross_entropy(flat, batch["labels"][:, 1:].reshape(-1), reduction="sum").item()
+                loss += torch.nn.functional.cross_entropy(
+                    flat, batch["labels"][:, 1:].reshape(-1), reduction="sum"
+                ).item()
             targets += batch["targets"]
     return {"eval_loss": loss / targets, "eval_accuracy": correct / targets}
 
@@ -156,7 +182,17 @@ def test_lora_under_zero(ws, task, zero):
     losses = [m["loss"] for m in lines if "loss" in m]
     assert len(losses) == STEPS and losses[-1] < losses[0], f"loss did not fall: {losses}"
     step_line = lines[0]
-    for key in ("step", "epoch", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time_s", "peak_mem_mb", "time"):
+    for key in (
+        "step",
+        "epoch",
+        "lr",
+        "grad_norm",
+        "tokens_per_s",
+        "samples_per_s",
+        "step_time_s",
+        "peak_mem_mb",
+        "time",
+    ):
         assert key in step_line
     assert [p.name for p in rd.checkpoint_dirs()] == [f"checkpoint-{STEPS}"]  # keep_last_k=1 pruned checkpoint-3
 
@@ -180,6 +216,19 @@ def test_lora_under_zero(ws, task, zero):
         check_merged_export(ws, rd)
 
 
+@pytest.mark.parametrize("task", ["classification", "causal-lm"])
+def test_zero_stages_agree(ws, task):
+    """Same data plan, seed and LoRA init: every ZeRO stage (and offload, and gradient checkpointing) computes the same
+    first loss exactly and ends within float noise of the others."""
+    runs = {
+        zero: metrics(trained(ws, task, zero)) for zero in ("single_node", "zero2", "multi_node", "large_model_stage3")
+    }
+    reference = runs.pop("single_node")
+    for zero, lines in runs.items():
+        assert lines[0]["loss"] == pytest.approx(reference[0]["loss"], abs=1e-6), zero
+        assert lines[-1]["eval_loss"] == pytest.approx(reference[-1]["eval_loss"], abs=1e-4), zero
+
+
 def check_merged_export(ws, rd: RunDir) -> None:
     """The merged export is a plain model that predicts what base + adapter predicts."""
     from peft import PeftModel
@@ -189,7 +238,9 @@ def check_merged_export(ws, rd: RunDir) -> None:
     adapted = PeftModel.from_pretrained(base_model(ws, rd), rd.adapter).eval()
     assert merged.config.id2label == adapted.config.id2label
     tokenizer = load_tokenizer("minilm", ws)
-    batch = tokenizer(["Chest pain radiating to the left arm.", "New onset seizure."], padding=True, return_tensors="pt")
+    batch = tokenizer(
+        ["Chest pain radiating to the left arm.", "New onset seizure."], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, adapted(**batch).logits, atol=1e-4)
 
@@ -215,7 +266,9 @@ def test_resume_after_sigkill_is_exact(ws):
     assert rd.read_status()["state"] == "running"  # killed: no chance to record anything
     assert finish(start(spec, rd, resume=True), rd) == 0
     resumed, reference = metrics(rd), metrics(straight)
-    assert [m["step"] for m in resumed if "loss" in m] == list(range(1, STEPS + 1))  # killed attempt's extra lines dropped
+    assert [m["step"] for m in resumed if "loss" in m] == list(
+        range(1, STEPS + 1)
+    )  # killed attempt's extra lines dropped
     for got, want in zip(resumed, reference, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-4), f"step {want['step']}"
     assert resumed[-1]["eval_loss"] == pytest.approx(reference[-1]["eval_loss"], abs=1e-4)
@@ -261,11 +314,18 @@ def test_unreachable_peer_fails_fast_with_a_hint(ws):
 
     spec = make_spec(ws, "classification", dist_timeout_s=3, name="bad-port")
     rd = prepare_run_dir(spec, ws)
-    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port())}  # nobody listens there: rank 0 never started
+    env = {
+        **os.environ,
+        "RANK": "1",
+        "WORLD_SIZE": "2",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }  # nobody listens there: rank 0 never started
     began = time.time()
-    result = subprocess.run([sys.executable, "-m", "medcore.train", str(rd.path)], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "medcore.train", str(rd.path)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert time.time() - began < 60
     status = rd.read_status()

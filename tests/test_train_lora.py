@@ -23,11 +23,27 @@ def meta(build):
         return build()
 
 
-LLAMA = lambda: LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,  # noqa: E731
-                                              num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
-GPT2 = lambda: GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2))  # noqa: E731
-BERT = lambda: BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,  # noqa: E731
-                                                         num_attention_heads=2, intermediate_size=32))
+def LLAMA():
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    return LlamaForCausalLM(config)
+
+
+def GPT2():
+    return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2))
+
+
+def BERT():
+    config = BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    return BertForSequenceClassification(config)
 
 
 @pytest.mark.parametrize(

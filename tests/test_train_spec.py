@@ -24,8 +24,16 @@ def cls_ws(workspace):
 
 
 def base_spec(**overrides):
-    return load_spec({"dataset": "notes", "task": "classification", "model": "minilm", "max_length": 64,
-                      "micro_batch": 4, **overrides})
+    return load_spec(
+        {
+            "dataset": "notes",
+            "task": "classification",
+            "model": "minilm",
+            "max_length": 64,
+            "micro_batch": 4,
+            **overrides,
+        }
+    )
 
 
 def test_load_spec_yaml_with_typed_overrides(tmp_path):

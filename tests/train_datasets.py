@@ -9,15 +9,36 @@ import pandas as pd
 from medcore.data.manifest import ColumnMapping, DatasetManifest, RedactionInfo, dataset_dir, write_manifest
 
 FINDINGS = {
-    "cardiology": ["chest pain radiating to the left arm", "elevated troponin", "atrial fibrillation on ECG",
-                   "shortness of breath on exertion", "murmur heard at the apex"],
-    "neurology": ["sudden weakness of the right hand", "slurred speech since morning", "new onset seizure",
-                  "severe headache with photophobia", "numbness in both feet"],
-    "respiratory": ["productive cough for two weeks", "wheeze on auscultation", "low oxygen saturation",
-                    "crackles at both bases", "pleuritic pain when breathing in"],
+    "cardiology": [
+        "chest pain radiating to the left arm",
+        "elevated troponin",
+        "atrial fibrillation on ECG",
+        "shortness of breath on exertion",
+        "murmur heard at the apex",
+    ],
+    "neurology": [
+        "sudden weakness of the right hand",
+        "slurred speech since morning",
+        "new onset seizure",
+        "severe headache with photophobia",
+        "numbness in both feet",
+    ],
+    "respiratory": [
+        "productive cough for two weeks",
+        "wheeze on auscultation",
+        "low oxygen saturation",
+        "crackles at both bases",
+        "pleuritic pain when breathing in",
+    ],
 }
-FILLER = ["Observations stable overnight.", "Seen with the registrar.", "Plan discussed with the family.",
-          "Bloods sent this morning.", "Review again after the weekend.", "Tolerating diet and fluids."]
+FILLER = [
+    "Observations stable overnight.",
+    "Seen with the registrar.",
+    "Plan discussed with the family.",
+    "Bloods sent this morning.",
+    "Review again after the weekend.",
+    "Tolerating diet and fluids.",
+]
 DRUGS = {"cardiology": "aspirin", "neurology": "levetiracetam", "respiratory": "amoxicillin"}
 
 
@@ -40,15 +61,26 @@ def qa_frame(n: int, seed: int) -> pd.DataFrame:
     for i in range(n):
         label = rng.choice(sorted(FINDINGS))
         context = " ".join([rng.choice(FINDINGS[label]).capitalize() + "."] + rng.sample(FILLER, rng.randint(0, 4)))
-        rows.append({"question": "What medication was started?", "context": context,
-                     "answer": DRUGS[label], "source_row": i + 1})
+        rows.append(
+            {
+                "question": "What medication was started?",
+                "context": context,
+                "answer": DRUGS[label],
+                "source_row": i + 1,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def write_dataset(ws, name: str, task: str, n: int = 96, seed: int = 0, redacted: bool = True,
-                  frame: pd.DataFrame | None = None) -> DatasetManifest:
+def write_dataset(
+    ws, name: str, task: str, n: int = 96, seed: int = 0, redacted: bool = True, frame: pd.DataFrame | None = None
+) -> DatasetManifest:
     """Split 70/15/15 and write a dataset folder in the contract of medcore.data.manifest."""
-    df = frame if frame is not None else (classification_frame(n, seed) if task == "classification" else qa_frame(n, seed))
+    df = (
+        frame
+        if frame is not None
+        else (classification_frame(n, seed) if task == "classification" else qa_frame(n, seed))
+    )
     cuts = [0, int(len(df) * 0.7), int(len(df) * 0.85), len(df)]
     folder = dataset_dir(ws, name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,8 +96,13 @@ def write_dataset(ws, name: str, task: str, n: int = 96, seed: int = 0, redacted
         mapping = ColumnMapping(text="context", prompt="question", response="answer")
         label_set = []
     manifest = DatasetManifest(
-        name=name, columns={c: "string" for c in df.columns}, mapping=mapping, task=task, rows=rows,
-        label_set=label_set, redaction=RedactionInfo(status="redacted" if redacted else "raw"),
+        name=name,
+        columns={c: "string" for c in df.columns},
+        mapping=mapping,
+        task=task,
+        rows=rows,
+        label_set=label_set,
+        redaction=RedactionInfo(status="redacted" if redacted else "raw"),
     )
     write_manifest(folder, manifest)
     return manifest

@@ -11,4 +11,13 @@ from medcore.train.memory import MemoryEstimate, estimate_memory
 from medcore.train.spec import RunSpec, load_spec
 from medcore.train.validate import validate_spec
 
-__all__ = ["MemoryEstimate", "RunSpec", "estimate_memory", "deepspeed_command", "load_spec", "prepare_run_dir", "torchrun_command", "validate_spec"]
+__all__ = [
+    "MemoryEstimate",
+    "RunSpec",
+    "estimate_memory",
+    "deepspeed_command",
+    "load_spec",
+    "prepare_run_dir",
+    "torchrun_command",
+    "validate_spec",
+]

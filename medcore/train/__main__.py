@@ -44,8 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", 0))
     spec_data = read_json(rd.spec)
     if spec_data is None or not rd.ds_config.exists():
-        print(f"error: {rd.path} is not a run folder (spec.json and ds_config.json are needed); create one with "
-              "`medcore train SPEC.yaml`.", file=sys.stderr)
+        print(
+            f"error: {rd.path} is not a run folder (spec.json and ds_config.json are needed); create one with "
+            "`medcore train SPEC.yaml`.",
+            file=sys.stderr,
+        )
         return 2
     from medcore.train.distributed import DistributedStartError, init_distributed, shutdown
     from medcore.train.runner import run_training
@@ -65,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         # Type and first line only: library messages can quote inputs, and the status is shown in the console.
         first = (str(exc).splitlines() or [""])[0][:300]
-        fail(rd, rank, f"{type(exc).__name__} on rank {rank}: {first}",
-             "See the traceback in train.log (`medcore runs logs RUN_ID --tail 50`); resume from the last checkpoint.")
+        fail(
+            rd,
+            rank,
+            f"{type(exc).__name__} on rank {rank}: {first}",
+            "See the traceback in train.log (`medcore runs logs RUN_ID --tail 50`); resume from the last checkpoint.",
+        )
         return 1
     finally:
         shutdown()

@@ -120,7 +120,9 @@ def export_merged(adapter_dir: Path, base_source, task: str, target: Path, model
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_source).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(
+        adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_source
+    ).save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

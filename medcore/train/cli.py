@@ -12,11 +12,18 @@ from medcore.errors import MedcoreError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="Run spec file (YAML or JSON); see RunSpec in medcore/train/spec.py for fields.")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="Override spec fields, e.g. lr=1e-4 max_steps=50.")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="Override spec fields, e.g. lr=1e-4 max_steps=50."
+    )
     parser.add_argument("--nproc", type=int, default=None, help="Processes per node (overrides nproc_per_node).")
-    parser.add_argument("--detach", action="store_true", help="Queue as a background job (medcore.jobs); follow it "
-                        "with `medcore runs`.")
-    parser.add_argument("--dry-run", action="store_true", help="Validate and print the torchrun command; launch nothing.")
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="Queue as a background job (medcore.jobs); follow it with `medcore runs`.",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="Validate and print the torchrun command; launch nothing."
+    )
     # key=value overrides may come before or after --nproc: plain parse_args cannot split positionals around options.
     parser.parse_args = parser.parse_intermixed_args
 

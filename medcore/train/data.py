@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 IGNORE = -100  # label value cross-entropy skips: prompt tokens and padding
-GROUP_FACTOR = 50  # length grouping sorts within windows of 50 micro-batches: short and long notes rarely share a batch
+GROUP_FACTOR = (
+    50  # length grouping sorts within windows of 50 micro-batches: short and long notes rarely share a batch
+)
 
 
 @dataclass
@@ -30,7 +32,9 @@ class Unit:
         return len(self.input_ids)
 
 
-def tokenize_classification(texts: list[str], labels: list[str], label_set: list[str], tokenizer, max_length: int) -> list[Unit]:
+def tokenize_classification(
+    texts: list[str], labels: list[str], label_set: list[str], tokenizer, max_length: int
+) -> list[Unit]:
     index = {label: i for i, label in enumerate(label_set)}
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
     return [Unit(ids, index[str(label)]) for ids, label in zip(encoded, labels, strict=True)]
@@ -168,7 +172,9 @@ class BatchPlan:
         return [collate([self.units[i] for i in batch], pad_id, task) for batch in mine], total
 
 
-def eval_batches(units: list[Unit], micro_batch: int, world: int, rank: int, pad_id: int, task: str) -> list[tuple[dict, bool]]:
+def eval_batches(
+    units: list[Unit], micro_batch: int, world: int, rank: int, pad_id: int, task: str
+) -> list[tuple[dict, bool]]:
     """This rank's eval micro-batches; every rank gets the same count (ZeRO-3 forwards are collective), so ranks
     short of work repeat a batch flagged `False` (not counted)."""
     if not units:
@@ -191,7 +197,9 @@ def load_units(spec, ws, tokenizer, split: str, label_set: list[str]) -> list[Un
         return []
     if spec.task == "classification":
         texts = frame[mapping.text].fillna("").astype(str).tolist()
-        return tokenize_classification(texts, frame[mapping.label].astype(str).tolist(), label_set, tokenizer, spec.max_length)
+        return tokenize_classification(
+            texts, frame[mapping.label].astype(str).tolist(), label_set, tokenizer, spec.max_length
+        )
     has_context = mapping.text in frame and mapping.text not in (mapping.prompt, mapping.response)
     contexts = frame[mapping.text].fillna("").astype(str).tolist() if has_context else None
     units = tokenize_instructions(

@@ -33,9 +33,17 @@ def _record_override(spec: RunSpec, ws: Workspace, run_id: str) -> None:
         return
     from medcore.phi.audit import append_audit_record
 
-    record = append_audit_record(ws, "redaction_override", dataset=spec.dataset, content_hash=manifest.content_hash,
-                                 run_id=run_id, reason="allow_unredacted")
-    write_json_atomic(ws.runs / run_id / "redaction_override.json", {"audit_hash": record["hash"], "seq": record["seq"]})
+    record = append_audit_record(
+        ws,
+        "redaction_override",
+        dataset=spec.dataset,
+        content_hash=manifest.content_hash,
+        run_id=run_id,
+        reason="allow_unredacted",
+    )
+    write_json_atomic(
+        ws.runs / run_id / "redaction_override.json", {"audit_hash": record["hash"], "seq": record["seq"]}
+    )
 
 
 def prepare_run_dir(spec: RunSpec, ws: Workspace, run_id: str | None = None) -> RunDir:
@@ -70,27 +78,50 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def torchrun_command(spec: RunSpec, run_dir: RunDir, resume: bool = False, master_port: int | None = None) -> list[str]:
+def torchrun_command(
+    spec: RunSpec, run_dir: RunDir, resume: bool = False, master_port: int | None = None
+) -> list[str]:
     """`python -m torch.distributed.run ... -m medcore.train RUN_DIR` for this node of the job.
 
     One node: a fixed master address/port (free port when none given). Several nodes: c10d rendezvous at
     spec.rdzv_endpoint (master_port, when given, replaces its port).
     """
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={spec.nnodes}",
-               f"--nproc-per-node={spec.nproc_per_node}", f"--node-rank={spec.node_rank}", "--max-restarts=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={spec.nnodes}",
+        f"--nproc-per-node={spec.nproc_per_node}",
+        f"--node-rank={spec.node_rank}",
+        "--max-restarts=0",
+    ]
     if spec.nnodes > 1:
         host, _, port = (spec.rdzv_endpoint or "").rpartition(":")
         port = str(master_port or port)
-        command += ["--rdzv-backend=c10d", f"--rdzv-endpoint={host}:{port}", f"--rdzv-id={run_dir.run_id}",
-                    f"--rdzv-conf=join_timeout={RDZV_JOIN_TIMEOUT_S}"]
+        command += [
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={host}:{port}",
+            f"--rdzv-id={run_dir.run_id}",
+            f"--rdzv-conf=join_timeout={RDZV_JOIN_TIMEOUT_S}",
+        ]
     else:
         command += ["--master-addr=127.0.0.1", f"--master-port={master_port or free_port()}"]
     command += ["-m", "medcore.train", str(run_dir.path)]
     return command + (["--resume"] if resume or spec.resume else [])
 
 
-def deepspeed_command(spec: RunSpec, run_dir: RunDir, resume: bool = False, master_port: int | None = None) -> list[str]:
+def deepspeed_command(
+    spec: RunSpec, run_dir: RunDir, resume: bool = False, master_port: int | None = None
+) -> list[str]:
     """The same job under the `deepspeed` launcher (single node), for users who launch that way."""
-    command = [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={spec.nproc_per_node}",
-               f"--master_port={master_port or free_port()}", "--module", "medcore.train", str(run_dir.path)]
+    command = [
+        sys.executable,
+        "-m",
+        "deepspeed.launcher.runner",
+        f"--num_gpus={spec.nproc_per_node}",
+        f"--master_port={master_port or free_port()}",
+        "--module",
+        "medcore.train",
+        str(run_dir.path),
+    ]
     return command + (["--resume"] if resume or spec.resume else [])

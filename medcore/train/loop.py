@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,14 +11,11 @@ import torch
 
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json
-from medcore.train import checkpoint as ckpt
 from medcore.train.data import IGNORE, BatchPlan, Unit, eval_batches, load_units
 from medcore.train.distributed import DistContext, all_reduce_sum, barrier
 from medcore.train.metrics import (
     MetricsWriter,
     classification_counts,
-    improved,
-    peak_mem_mb,
     score_classification,
     warmup_cosine,
 )
@@ -110,7 +104,9 @@ def forward_loss(job: Job, batch: dict) -> tuple[torch.Tensor, Any]:
     targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
     keep = targets != IGNORE
     logits = job.engine(**inputs, use_cache=False, logits_to_keep=keep).logits.float()  # (targets, vocab)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[keep], reduction="sum"), logits
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets[keep], reduction="sum"
+    ), logits
 
 
 def train_step(job: Job, step: int) -> dict[str, float]:
@@ -172,9 +168,7 @@ def evaluate(job: Job) -> dict[str, float]:
 
 def prepare_job(rd: RunDir, ctx: DistContext) -> Job:
     from medcore.data.manifest import read_manifest
-    from medcore.models import load_tokenizer
-
-    from medcore.models import resolve_model_path
+    from medcore.models import load_tokenizer, resolve_model_path
 
     spec = RunSpec.model_validate(read_json(rd.spec))
     ws = Workspace(rd.path.parent.parent)

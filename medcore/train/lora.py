@@ -97,7 +97,9 @@ def build_meta_model(source, task: str, num_labels: int | None = None):
     try:
         config = AutoConfig.from_pretrained(source, **({"num_labels": num_labels} if num_labels else {}))
     except OSError:
-        raise MedcoreError(f"Cannot read the model config of '{source}': give a local model folder or registry name.") from None
+        raise MedcoreError(
+            f"Cannot read the model config of '{source}': give a local model folder or registry name."
+        ) from None
     auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
     try:
         with torch.device("meta"):

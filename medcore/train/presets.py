@@ -21,23 +21,71 @@ BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_ac
 # Top-level keys DeepSpeed 0.19 reads (from its config docs). DeepSpeed itself silently ignores any other
 # top-level key, which is how `save_interval` in the classic configs never did anything.
 TOP_LEVEL_KEYS = {
-    *BATCH_KEYS, "optimizer", "scheduler", "fp16", "bf16", "amp", "torch_autocast", "gradient_clipping",
-    "zero_optimization", "zero_allow_untested_optimizer", "zero_force_ds_cpu_optimizer", "communication_data_type",
-    "seq_parallel_communication_data_type", "prescale_gradients", "gradient_predivide_factor", "sparse_gradients",
-    "activation_checkpointing", "steps_per_print", "wall_clock_breakdown", "memory_breakdown", "dump_state",
-    "flops_profiler", "comms_logger", "tensorboard", "wandb", "csv_monitor", "comet", "aio", "data_efficiency",
-    "curriculum_learning", "compression_training", "elasticity", "autotuning", "checkpoint", "data_types",
-    "pipeline", "sparse_attention", "disable_allgather", "compile", "nebula", "eigenvalue",
-    "progressive_layer_drop", "quantize_training", "use_data_before_expert_parallelism", "graph_harvesting",
+    *BATCH_KEYS,
+    "optimizer",
+    "scheduler",
+    "fp16",
+    "bf16",
+    "amp",
+    "torch_autocast",
+    "gradient_clipping",
+    "zero_optimization",
+    "zero_allow_untested_optimizer",
+    "zero_force_ds_cpu_optimizer",
+    "communication_data_type",
+    "seq_parallel_communication_data_type",
+    "prescale_gradients",
+    "gradient_predivide_factor",
+    "sparse_gradients",
+    "activation_checkpointing",
+    "steps_per_print",
+    "wall_clock_breakdown",
+    "memory_breakdown",
+    "dump_state",
+    "flops_profiler",
+    "comms_logger",
+    "tensorboard",
+    "wandb",
+    "csv_monitor",
+    "comet",
+    "aio",
+    "data_efficiency",
+    "curriculum_learning",
+    "compression_training",
+    "elasticity",
+    "autotuning",
+    "checkpoint",
+    "data_types",
+    "pipeline",
+    "sparse_attention",
+    "disable_allgather",
+    "compile",
+    "nebula",
+    "eigenvalue",
+    "progressive_layer_drop",
+    "quantize_training",
+    "use_data_before_expert_parallelism",
+    "graph_harvesting",
 }
 SECTION_KEYS = {
-    "fp16": {"enabled", "auto_cast", "loss_scale", "initial_scale_power", "loss_scale_window", "hysteresis",
-             "consecutive_hysteresis", "min_loss_scale", "fp16_master_weights_and_grads"},
+    "fp16": {
+        "enabled",
+        "auto_cast",
+        "loss_scale",
+        "initial_scale_power",
+        "loss_scale_window",
+        "hysteresis",
+        "consecutive_hysteresis",
+        "min_loss_scale",
+        "fp16_master_weights_and_grads",
+    },
     "bf16": {"enabled", "immediate_grad_update", "check_grad_overflow"},
 }
 # Keys MedCore owns: a preset may leave them out or write "auto"; a number typed here breaks on another world size.
-MEDCORE_OWNED = {**{k: "the run spec's micro_batch / grad_accum and the world size" for k in BATCH_KEYS},
-                 "gradient_clipping": "the run spec's max_grad_norm"}
+MEDCORE_OWNED = {
+    **{k: "the run spec's micro_batch / grad_accum and the world size" for k in BATCH_KEYS},
+    "gradient_clipping": "the run spec's max_grad_norm",
+}
 # Where a misplaced key really belongs, and spec fields people put in DeepSpeed files.
 MISPLACED = {"sub_group_size": "zero_optimization.sub_group_size"}
 SPEC_FIELDS = {"save_interval": "save_interval", "keep_last_k": "keep_last_k", "seed": "seed", "epochs": "epochs"}
@@ -97,7 +145,7 @@ def _suggest(key: str, choices: set[str] | list[str]) -> str:
 
 def _check_zero(zero: Any, findings: list[Finding]) -> None:
     if not isinstance(zero, dict):
-        findings.append(Finding("zero_optimization", "must be an object such as {\"stage\": 1}."))
+        findings.append(Finding("zero_optimization", 'must be an object such as {"stage": 1}.'))
         return
     fields, stage3 = _zero_fields()
     stage = zero.get("stage", 0)
@@ -109,12 +157,17 @@ def _check_zero(zero: Any, findings: list[Finding]) -> None:
             new = fields[key].json_schema_extra.get("new_param", "its replacement")
             findings.append(Finding(path, f"deprecated; use '{new}'."))
         elif key in stage3 and stage != 3 and value not in (None, False):
-            findings.append(Finding(path, f"only used by ZeRO stage 3; DeepSpeed ignores it at stage {stage}. Remove it."))
+            findings.append(
+                Finding(path, f"only used by ZeRO stage 3; DeepSpeed ignores it at stage {stage}. Remove it.")
+            )
         elif key in ("offload_optimizer", "offload_param") and not isinstance(value, dict | type(None)):
-            findings.append(Finding(
-                path, f"{json.dumps(value)} is not valid (DeepSpeed expects an object). Remove the key for no "
-                "offload, or write {\"device\": \"cpu\"} to offload."
-            ))
+            findings.append(
+                Finding(
+                    path,
+                    f"{json.dumps(value)} is not valid (DeepSpeed expects an object). Remove the key for no "
+                    'offload, or write {"device": "cpu"} to offload.',
+                )
+            )
     if stage not in (0, 1, 2, 3):
         findings.append(Finding("zero_optimization.stage", f"{stage!r} is not a ZeRO stage; use 0, 1, 2 or 3."))
 
@@ -127,13 +180,20 @@ def check_ds_config(config: dict[str, Any]) -> list[Finding]:
         if key in MISPLACED:
             findings.append(Finding(key, f"ignored at the top level; move it to {MISPLACED[key]}."))
         elif key in SPEC_FIELDS:
-            findings.append(Finding(
-                key, f"not a DeepSpeed key (DeepSpeed ignores it); set the run spec's `{SPEC_FIELDS[key]}` instead."
-            ))
+            findings.append(
+                Finding(
+                    key,
+                    f"not a DeepSpeed key (DeepSpeed ignores it); set the run spec's `{SPEC_FIELDS[key]}` instead.",
+                )
+            )
         elif key not in TOP_LEVEL_KEYS:
-            findings.append(Finding(key, "unknown DeepSpeed key (DeepSpeed ignores it)." + _suggest(key, TOP_LEVEL_KEYS)))
+            findings.append(
+                Finding(key, "unknown DeepSpeed key (DeepSpeed ignores it)." + _suggest(key, TOP_LEVEL_KEYS))
+            )
         elif key in MEDCORE_OWNED and value != "auto":
-            findings.append(Finding(key, f"hard-coded to {value!r}; write \"auto\": MedCore sets it from {MEDCORE_OWNED[key]}."))
+            findings.append(
+                Finding(key, f'hard-coded to {value!r}; write "auto": MedCore sets it from {MEDCORE_OWNED[key]}.')
+            )
         elif key in SECTION_KEYS and isinstance(value, dict):
             for sub in value:
                 if sub not in SECTION_KEYS[key]:

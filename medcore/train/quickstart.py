@@ -61,8 +61,13 @@ def evaluate_adapter(rd: RunDir, ws: Workspace, split: str = "test") -> dict:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             preds += logits.argmax(-1).tolist()
             truth += batch["labels"].tolist()
-    return {"split": split, "rows": len(truth), "accuracy": accuracy_score(truth, preds),
-            "macro_f1": f1_score(truth, preds, average="macro"), "labels": len(labels)}
+    return {
+        "split": split,
+        "rows": len(truth),
+        "accuracy": accuracy_score(truth, preds),
+        "macro_f1": f1_score(truth, preds, average="macro"),
+        "labels": len(labels),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +79,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"[1/4] generating {args.notes} synthetic notes, importing and redacting them...", flush=True)
     dataset = import_demo_notes(ws, args.notes, args.seed)
     nproc = args.nproc or min(2, os.cpu_count() or 1)
-    spec = load_spec({"name": "quickstart", "model": "minilm", "task": "classification", "dataset": dataset,
-                      "lora": "default", "zero": "single_node", "max_length": 256, "micro_batch": 8, "lr": 1e-3,
-                      "max_steps": args.steps, "nproc_per_node": nproc, "seed": args.seed, "log_interval": 5})
+    spec = load_spec(
+        {
+            "name": "quickstart",
+            "model": "minilm",
+            "task": "classification",
+            "dataset": dataset,
+            "lora": "default",
+            "zero": "single_node",
+            "max_length": 256,
+            "micro_batch": 8,
+            "lr": 1e-3,
+            "max_steps": args.steps,
+            "nproc_per_node": nproc,
+            "seed": args.seed,
+            "log_interval": 5,
+        }
+    )
     validate_spec(spec, ws)
     rd = prepare_run_dir(spec, ws)
     print(f"[2/4] fine-tuning minilm with LoRA on {nproc} process(es): run {rd.run_id}", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -40,8 +41,6 @@ def resume_from_checkpoint(job: Job) -> int:
 
 def trim_metrics(rd: RunDir, step: int) -> None:
     """Drop metrics lines past the resumed step (the killed attempt's), so each step appears once."""
-    import json
-
     if not rd.metrics.exists():
         return
     kept = [line for line in rd.metrics.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
@@ -75,9 +74,17 @@ def record_eval(job: Job, step: int, record: dict) -> bool:
 def log_step(job: Job, step: int, out: dict, step_time: float, record: dict) -> None:
     lr = job.engine.get_lr()[0]
     epoch = step / job.plan.steps_per_epoch
-    record.update(step=step, epoch=round(epoch, 4), loss=out["loss"], lr=lr, grad_norm=out["grad_norm"],
-                  tokens_per_s=out["tokens"] / step_time, samples_per_s=out["samples"] / step_time,
-                  step_time_s=step_time, peak_mem_mb=peak_mem_mb(job.ctx.device))
+    record.update(
+        step=step,
+        epoch=round(epoch, 4),
+        loss=out["loss"],
+        lr=lr,
+        grad_norm=out["grad_norm"],
+        tokens_per_s=out["tokens"] / step_time,
+        samples_per_s=out["samples"] / step_time,
+        step_time_s=step_time,
+        peak_mem_mb=peak_mem_mb(job.ctx.device),
+    )
 
 
 def run_steps(job: Job, start: int, progress) -> tuple[str, int]:
@@ -133,9 +140,16 @@ def finish(job: Job, step: int) -> None:
         ckpt.export_merged(job.rd.adapter, source, job.spec.task, job.rd.path / "merged", kwargs)
     barrier()
     if job.ctx.is_main:
-        job.rd.update_status(state="completed", step=step, max_steps=job.total_steps, error=None, hint=None,
-                             early_stopped=job.state["early_stopped"], adapter=str(target),
-                             last_checkpoint=job.state.get("last_checkpoint"))
+        job.rd.update_status(
+            state="completed",
+            step=step,
+            max_steps=job.total_steps,
+            error=None,
+            hint=None,
+            early_stopped=job.state["early_stopped"],
+            adapter=str(target),
+            last_checkpoint=job.state.get("last_checkpoint"),
+        )
 
 
 def run_training(rd: RunDir, ctx: DistContext, resume: bool) -> int:
@@ -151,22 +165,38 @@ def run_training(rd: RunDir, ctx: DistContext, resume: bool) -> int:
     build_engine(job, model)
     start = resume_from_checkpoint(job) if (resume or job.spec.resume) else 0
     if ctx.is_main:
-        print(f"[medcore.train] world {ctx.world_size}, {job.total_steps} steps; set-up {time.perf_counter() - began:.1f}s "
-              f"(data {data_s:.1f}s, model {model_s:.1f}s)", file=sys.stderr, flush=True)
+        print(
+            f"[medcore.train] world {ctx.world_size}, {job.total_steps} steps; set-up {time.perf_counter() - began:.1f}s "
+            f"(data {data_s:.1f}s, model {model_s:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
     job.metrics = MetricsWriter(rd.metrics, enabled=ctx.is_main)
     if ctx.is_main:
-        rd.update_status(state="running", step=start, max_steps=job.total_steps, world_size=ctx.world_size,
-                         error=None, hint=None, pid=os.getpid(), started_at=time.time())
-    progress = tqdm(total=job.total_steps, initial=start, disable=not ctx.is_main, file=sys.stderr,
-                    mininterval=1.0, desc="train")
+        rd.update_status(
+            state="running",
+            step=start,
+            max_steps=job.total_steps,
+            world_size=ctx.world_size,
+            error=None,
+            hint=None,
+            pid=os.getpid(),
+            started_at=time.time(),
+        )
+    progress = tqdm(
+        total=job.total_steps, initial=start, disable=not ctx.is_main, file=sys.stderr, mininterval=1.0, desc="train"
+    )
     try:
         outcome, step = run_steps(job, start, progress)
     finally:
         progress.close()
     if outcome == "stopped":
         if ctx.is_main:
-            rd.update_status(state="stopped", error=None,
-                             hint="Saved on request. Resume with `medcore runs resume RUN_ID` or --resume.")
+            rd.update_status(
+                state="stopped",
+                error=None,
+                hint=f"Saved on request. Resume with `medcore runs resume {rd.run_id}`.",
+            )
     else:
         finish(job, step)
     job.metrics.close()

@@ -35,7 +35,9 @@ class RunSpec(BaseModel):
     grad_accum: int = Field(1, description="Micro-batches accumulated per optimizer step.")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate (after warmup).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps with linear warmup before cosine decay.")
+    warmup_ratio: float = Field(
+        0.05, ge=0, lt=1, description="Fraction of steps with linear warmup before cosine decay."
+    )
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides epochs.")
     max_length: int = Field(256, description="Longest sequence in tokens; longer texts are truncated.")
@@ -43,7 +45,9 @@ class RunSpec(BaseModel):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     log_interval: int = Field(1, gt=0, description="Append a metrics.jsonl line every N steps.")
-    eval_interval: int = Field(0, ge=0, description="Evaluate on the validation split every N steps (0: at the end only).")
+    eval_interval: int = Field(
+        0, ge=0, description="Evaluate on the validation split every N steps (0: at the end only)."
+    )
     save_interval: int = Field(0, ge=0, description="Checkpoint every N steps (0: no periodic checkpoints).")
     keep_last_k: int = Field(2, gt=0, description="Checkpoints kept; older ones are deleted.")
     early_stopping_metric: str | None = Field(
@@ -54,7 +58,9 @@ class RunSpec(BaseModel):
     nproc_per_node: int = Field(1, gt=0, description="Processes (ranks) per node.")
     nnodes: int = Field(1, gt=0, description="Nodes in the job.")
     node_rank: int = Field(0, ge=0, description="This node's rank (0 .. nnodes-1).")
-    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the rendezvous (node 0); required when nnodes > 1.")
+    rdzv_endpoint: str | None = Field(
+        None, description="HOST:PORT of the rendezvous (node 0); required when nnodes > 1."
+    )
     dist_timeout_s: int = Field(60, gt=0, description="Seconds before a missing peer or collective fails the job.")
     resume: bool = Field(False, description="Continue from the newest checkpoint in the run folder.")
     export_merged: bool = Field(False, description="Also write the base model with the adapter merged into merged/.")

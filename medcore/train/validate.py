@@ -45,8 +45,10 @@ def _check_numbers(spec: RunSpec, problems: list[str]) -> None:
         problems.append(f"max_length is {spec.max_length}; it must be at least {MIN_MAX_LENGTH} tokens")
     metric = spec.early_stopping_metric
     if metric and metric not in EVAL_METRICS[spec.task]:
-        problems.append(f"early_stopping_metric '{metric}' is not computed for {spec.task}; "
-                        f"use one of {', '.join(EVAL_METRICS[spec.task])}")
+        problems.append(
+            f"early_stopping_metric '{metric}' is not computed for {spec.task}; "
+            f"use one of {', '.join(EVAL_METRICS[spec.task])}"
+        )
 
 
 def _check_device(spec: RunSpec, problems: list[str]) -> None:
@@ -61,7 +63,9 @@ def _check_device(spec: RunSpec, problems: list[str]) -> None:
     limit = max_local_processes(device)
     if spec.nproc_per_node > limit:
         what = f"{limit} GPU(s)" if device == "cuda" else f"{limit} CPU core(s)"
-        problems.append(f"nproc_per_node is {spec.nproc_per_node} but this machine has {what}; use --nproc {limit} or fewer")
+        problems.append(
+            f"nproc_per_node is {spec.nproc_per_node} but this machine has {what}; use --nproc {limit} or fewer"
+        )
 
 
 def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[str, Any] | None:
@@ -74,13 +78,18 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[st
         problems.append(str(exc).rstrip("."))
         return None
     mapping = manifest.mapping
-    roles = {"text": mapping.text, "label": mapping.label} if spec.task == "classification" else {
-        "prompt": mapping.prompt, "response": mapping.response}
+    roles = (
+        {"text": mapping.text, "label": mapping.label}
+        if spec.task == "classification"
+        else {"prompt": mapping.prompt, "response": mapping.response}
+    )
     columns = ", ".join(c for c in manifest.columns if c != "source_row")
     for role, column in roles.items():
         if not column:
-            problems.append(f"dataset '{spec.dataset}' maps no {role} column, which {spec.task} needs; re-import it "
-                            f"with a {role} column (its columns are: {columns})")
+            problems.append(
+                f"dataset '{spec.dataset}' maps no {role} column, which {spec.task} needs; re-import it "
+                f"with a {role} column (its columns are: {columns})"
+            )
         elif column not in manifest.columns:
             problems.append(f"{role} column '{column}' is not in dataset '{spec.dataset}' (columns: {columns})")
     if not manifest.rows.get("train"):
@@ -94,11 +103,15 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[st
             bad = sorted(set(labels) - allowed)
             if bad:
                 rows = [int(i) + 1 for i in labels.index[labels.isin(bad)][:5]]
-                problems.append(f"{split} split of '{spec.dataset}' has labels outside the label set "
-                                f"({len(bad)} unknown value(s), rows {rows}); re-import the dataset")
+                problems.append(
+                    f"{split} split of '{spec.dataset}' has labels outside the label set "
+                    f"({len(bad)} unknown value(s), rows {rows}); re-import the dataset"
+                )
     if manifest.redaction.status != "redacted" and not (spec.allow_unredacted or manifest.redaction.override):
-        problems.append(f"dataset '{spec.dataset}' has not been redacted (status {manifest.redaction.status}); run "
-                        "`medcore redact` on it and train on the redacted copy, or set allow_unredacted=true (audited)")
+        problems.append(
+            f"dataset '{spec.dataset}' has not been redacted (status {manifest.redaction.status}); run "
+            "`medcore redact` on it and train on the redacted copy, or set allow_unredacted=true (audited)"
+        )
     return {"num_labels": len(manifest.label_set) or None}
 
 
