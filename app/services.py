@@ -186,26 +186,10 @@ def build_spec(fields: dict[str, Any]):
 
 @st.cache_data(show_spinner=False, ttl=60)
 def list_presets(kind: str) -> dict[str, str]:
-    """Preset name -> one-line explanation, for `kind` 'lora' or 'zero' (plus 'full' for LoRA).
+    """Preset name -> one-line explanation, for `kind` 'lora' or 'zero'."""
+    from medcore.train.presets import describe_presets
 
-    TODO(lead): move into medcore.train.presets (it reads configs/, which is engine knowledge).
-    """
-    import json
-
-    from medcore.train.presets import configs_dir
-
-    folder = configs_dir() / kind
-    out: dict[str, str] = {}
-    if kind == "lora":
-        for path in sorted(folder.glob("*.yaml")):
-            comments = [line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")]
-            out[path.stem] = " ".join(c for c in comments if c and not c.startswith("Use:"))
-        out["full"] = "No LoRA: every weight trains. Most memory; only for small models or many nodes."
-    else:
-        for path in sorted(folder.glob("*.json")):
-            comment = str(json.loads(path.read_text()).get("_comment", ""))
-            out[path.stem] = comment.split(" Launch:")[0]
-    return out
+    return describe_presets(kind)
 
 
 def estimate_memory(spec):

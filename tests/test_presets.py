@@ -148,3 +148,13 @@ def test_unknown_preset_name_lists_presets():
         load_zero_preset("multinode")
     with pytest.raises(MedcoreError, match="default, large, small"):
         load_lora_preset("medium")
+
+
+def test_every_preset_has_a_one_line_explanation():
+    from medcore.train.presets import describe_presets
+
+    for kind, expected in (("zero", {"single_node", "multi_node", "large_model_stage3"}),
+                           ("lora", {"small", "default", "large", "full"})):
+        described = describe_presets(kind)
+        assert set(described) == expected
+        assert all(text and "\n" not in text for text in described.values()), described

@@ -280,3 +280,19 @@ def load_lora_preset(name: str) -> LoraPresetConfig | None:
     except ValidationError as exc:
         bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise MedcoreError(f"LoRA preset {path.name} is invalid: {bad}.") from None
+
+
+def describe_presets(kind: Literal["zero", "lora"]) -> dict[str, str]:
+    """Preset name -> its one-line explanation (the preset's own comment), for the console and CLI help."""
+    folder = configs_dir() / kind
+    out: dict[str, str] = {}
+    if kind == "lora":
+        for path in sorted(folder.glob("*.yaml")):
+            comments = [line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")]
+            out[path.stem] = " ".join(c for c in comments if c and not c.startswith("Use:"))
+        out["full"] = "No LoRA: every weight trains. Most memory; only for small models or many nodes."
+    else:
+        for path in sorted(folder.glob("*.json")):
+            comment = str(json.loads(path.read_text()).get("_comment", ""))
+            out[path.stem] = comment.split(" Launch:")[0]
+    return out
