@@ -227,3 +227,20 @@ def test_mixed_type_fields_and_causal_lm_mapping(workspace, tmp_path):
     assert manifest.task == "causal-lm" and manifest.total_rows == 20
     codes = pd.concat(load_split(workspace, "qa", s) for s in SPLITS).sort_values("source_row")["code"]
     assert codes.tolist() == [str(i) for i in range(20)]  # 3 and "3" in one field are stored as text, none lost
+
+
+def test_cli_redacts_a_catalog_dataset_into_a_new_audited_dataset(workspace, capsys):
+    from medcore.cli import main
+    from medcore.data.manifest import load_split, read_manifest
+    from medcore.phi.audit import verify_audit_log
+
+    frame = pd.DataFrame({"text": [f"Seen by Dr. Alice Moreau on 03/14/2023, MRN 55{i:05d}." for i in range(12)],
+                          "label": ["a", "b"] * 6})
+    import_dataset(workspace, frame, "notes", ColumnMapping(text="text", label="label"))
+    assert main(["data", "redact", "notes"]) == 0
+    manifest = read_manifest(workspace, "notes-redacted")
+    assert manifest.redaction.status == "redacted" and manifest.redaction.parent == "notes"
+    texts = " ".join(load_split(workspace, "notes-redacted", "train")["text"])
+    assert "Moreau" not in texts and "03/14/2023" not in texts and "[NAME]" in texts
+    assert verify_audit_log(workspace).ok
+    assert "Moreau" not in capsys.readouterr().out

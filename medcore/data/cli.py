@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("name")
     delete = sub.add_parser("delete", help="Delete a dataset.")
     delete.add_argument("name")
+    redact = sub.add_parser("redact", help="Redact a dataset's PHI into a new dataset (<name>-redacted), audited.")
+    redact.add_argument("name")
+    redact.add_argument("--mode", choices=["safe-harbor", "research"], default="safe-harbor",
+                        help="safe-harbor removes all 18 identifiers; research keeps surrogates with shifted dates.")
+    redact.add_argument("--method", choices=["mask", "surrogate", "remove"], default=None,
+                        help="Default: mask in safe-harbor, surrogate in research.")
+    redact.add_argument("--out-name", default=None, help="Name of the new dataset (default: <name>-redacted).")
+    redact.add_argument("--overwrite", action="store_true", help="Replace an existing output dataset.")
 
 
 def _parse_split(text: str) -> tuple[float, float, float]:
@@ -104,6 +112,14 @@ def run(args: argparse.Namespace) -> int:
         return _run_import(args)
     if args.action == "list":
         return _run_list()
+    if args.action == "redact":
+        from medcore.phi import redact_dataset
+
+        manifest = redact_dataset(get_workspace(), args.name, args.mode, args.method, out_name=args.out_name,
+                                  overwrite=args.overwrite)
+        print(f"redacted '{args.name}' -> '{manifest.name}' ({manifest.redaction.mode}, {manifest.redaction.method}); "
+              f"audit record {manifest.redaction.audit_hash[:16]}")
+        return 0
     if args.action == "show":
         from medcore.data.manifest import read_manifest
 
