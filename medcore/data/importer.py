@@ -132,7 +132,7 @@ def write_dataset_folder(
         manifest.columns = {c: str(t) for c, t in zip(first.columns, _arrow_types(first), strict=True)}
         manifest.content_hash = digest.hexdigest()
         write_manifest(staging, manifest)
-        _swap_into_place(staging, target, overwrite)
+        swap_into_place(staging, target, overwrite)
     except OSError as exc:
         raise MedcoreError(
             f"Cannot write dataset '{manifest.name}' under {ws.datasets}: {exc.strerror}. "
@@ -152,7 +152,7 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-def _swap_into_place(staging: Path, target: Path, overwrite: bool) -> None:
+def swap_into_place(staging: Path, target: Path, overwrite: bool) -> None:
     """Move `staging` to `target`; an existing target is exchanged atomically and left at `staging`."""
     if not target.exists():
         try:

@@ -352,9 +352,9 @@ def redact_dataset(
             status="redacted", mode=config.mode, method=config.method, parent=name, audit_hash=record["hash"]
         )
         write_manifest(staging, manifest)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        from medcore.data.importer import swap_into_place
+
+        swap_into_place(staging, target, overwrite=overwrite)  # readers never see a half-replaced dataset
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     from medcore.store.catalog import refresh_catalog
