@@ -173,7 +173,11 @@ def test_a_new_process_sees_a_running_job_then_its_completion(workspace, standin
         return json.loads(out)
 
     wait_for(lambda: status_from_new_process()["state"] == "running", what="running seen from a new process")
-    done = wait_for(lambda: (s := status_from_new_process())["state"] in FINAL_STATES and s, timeout=30)
+    # The job writes its own final state a moment before the supervisor records the exit code: wait for both.
+    done = wait_for(
+        lambda: (s := status_from_new_process())["state"] in FINAL_STATES and s.get("ended_at") is not None and s,
+        timeout=30,
+    )
     assert done["state"] == "completed" and done["exit_code"] == 0
 
 
