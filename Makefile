@@ -13,16 +13,16 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
-.PHONY: install run test test-fast browser demo lint bench clean
+.PHONY: install run test test-fast browser demo lint bench clean lock
 
 install: $(STAMP)
 
 # torch first, pinned: on these machines 2.13.0 is a CPU build on local disk; anything else pulls CUDA.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: install
@@ -49,6 +49,12 @@ lint: install
 
 bench: install
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# Re-pin constraints.txt to what is installed now (after changing pyproject.toml and passing the tests).
+lock: install
+	{ echo "# Versions the test suite last passed with (pip freeze of a fresh 'make install', torch and medcore excluded)."; \
+	  echo "# make install applies them with pip -c; regenerate after a dependency change: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -viE '^(torch|medcore)[= ]' | grep -v '^-e'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) test-artifacts
