@@ -87,7 +87,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "disk_full",
         r"No space left on device|Disk quota exceeded",
         "The disk holding the run folder is full.",
-        "Free disk space or keep fewer checkpoints (save_total_limit), then resume.",
+        "Free disk space or keep fewer checkpoints (the spec's keep_last_k), then resume.",
     ),
     _p(
         "rank_killed",

@@ -136,7 +136,11 @@ def settle_final_state(rd: RunDir, exit_code: int | None) -> dict[str, Any]:
             )
         else:
             fields.update(state="failed", error=diag.reason, hint=diag.hint)
-    return rd.update_status(**fields)
+    try:
+        return rd.update_status(**fields)
+    except OSError:
+        # A full or read-only disk must not hide the state from readers: report it, persist it later.
+        return {**status, **fields}
 
 
 def observe_run(rd: RunDir) -> RunInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import shutil
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json, write_json_atomic
 from medcore.train.distributed import DistContext, barrier
 
@@ -69,9 +71,29 @@ def save_adapter(engine, ctx: DistContext, target: Path, tokenizer=None) -> None
 
 
 def save_checkpoint(engine, ctx: DistContext, rd: RunDir, step: int, trainer_state: dict, keep_last_k: int) -> Path:
-    """Write checkpoints/checkpoint-<step> atomically: every rank writes into a temp folder, rank 0 renames it."""
-    final = rd.checkpoints / f"checkpoint-{step}"
+    """Write checkpoints/checkpoint-<step> atomically: every rank writes into a temp folder, rank 0 renames it.
+
+    A failed save (full disk, I/O error) removes its temp folder and leaves every complete checkpoint as it was.
+    """
     tmp = rd.checkpoints / f".tmp-checkpoint-{step}"
+    try:
+        return _save_checkpoint(engine, ctx, rd, step, trainer_state, keep_last_k, tmp)
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # frees the space the partial save took
+        free_mb = shutil.disk_usage(rd.path).free / 2**20
+        disk_full = getattr(exc, "errno", None) == errno.ENOSPC or "write failed" in str(exc) or free_mb < 64
+        if not disk_full:
+            raise
+        last = rd.latest_checkpoint()
+        kept = f"{last.name} is intact" if last else "no earlier checkpoint exists"
+        raise MedcoreError(
+            f"Saving checkpoint-{step} failed on rank {ctx.rank}: No space left on device for {rd.checkpoints} "
+            f"({free_mb:.0f} MB free); {kept}. Free disk space or lower keep_last_k, then resume."
+        ) from None
+
+
+def _save_checkpoint(engine, ctx, rd: RunDir, step: int, trainer_state: dict, keep_last_k: int, tmp: Path) -> Path:
+    final = rd.checkpoints / f"checkpoint-{step}"
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
