@@ -241,12 +241,20 @@ def preview_text(text: str, mode: str, method: str):
     return preview(text, mode=mode, method=method)
 
 
-def redact_dataset(name: str, mode: str, method: str, out_name: str | None, progress) -> DatasetManifest:
-    from medcore.phi.pipeline import redact_dataset as redact
+def start_redaction(name: str, mode: str, method: str, out_name: str | None) -> str:
+    """Start redacting a whole dataset in its own process; returns the job id to poll."""
+    from medcore.phi.job import start_redaction as start
 
-    manifest = redact(workspace(), name, mode=mode, method=method, out_name=out_name or None, progress=progress)
-    _datasets.clear()
-    return manifest
+    return start(workspace(), name, mode, method, out_name or None)
+
+
+def redaction_status(job_id: str) -> dict[str, Any]:
+    from medcore.phi.job import redaction_status as status
+
+    result = status(workspace(), job_id)
+    if result.get("state") == "completed":
+        _datasets.clear()  # the new dataset appears in every selector
+    return result
 
 
 def verify_audit_log():

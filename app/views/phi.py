@@ -75,24 +75,41 @@ def show_preview(manifest, mode: str, method: str) -> None:
 def redact_whole(manifest, mode: str, method: str) -> None:
     st.subheader("Redact the whole dataset")
     out_name = st.text_input("New dataset name", value=f"{manifest.name}-redacted", key=f"phi_out_{manifest.name}")
-    if st.button("Redact dataset", type="primary", key="phi_redact", disabled=manifest.redaction.status == "redacted"):
-        bar = st.progress(0.0, text="Starting the detector...")
-
-        def progress(done: int, total: int | None) -> None:
-            if total:
-                bar.progress(min(done / total, 1.0), text=f"{done:,} / {total:,} records")
-            else:
-                bar.progress(0.0, text=f"{done:,} records")
-
+    busy = "phi_job" in st.session_state
+    disabled = manifest.redaction.status == "redacted" or busy
+    if st.button("Redact dataset", type="primary", key="phi_redact", disabled=disabled):
         with ui.guard("Redaction"):
-            result = services.redact_dataset(manifest.name, mode, method, out_name, progress)
-            bar.progress(1.0, text="Done")
-            st.success(
-                f"Wrote '{result.name}' ({result.total_rows:,} records, {mode}, {method}). "
-                "It is marked redacted: the Train page accepts it."
-            )
-            st.session_state["phi_dataset"] = result.name
-            st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+            st.session_state["phi_job"] = services.start_redaction(manifest.name, mode, method, out_name)
+    if "phi_job" in st.session_state:
+        follow_redaction()
+    if done := st.session_state.get("phi_done"):
+        st.success(
+            f"Wrote '{done['output']}' ({done['rows']:,} records, {done['mode']}, {done['method']}). "
+            "It is marked redacted: the Train page accepts it."
+        )
+        st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+
+
+@st.fragment(run_every=1)
+def follow_redaction() -> None:
+    """Poll the redaction job (its own process) every second; on completion rerun the page to show the new dataset."""
+    job_id = st.session_state.get("phi_job")
+    if not job_id:
+        return
+    with ui.guard("Redaction"):
+        status = services.redaction_status(job_id)
+        done, total = status.get("done") or 0, status.get("total")
+        if status["state"] in ("queued", "running"):
+            label = f"{done:,} / {total:,} records" if total else "Starting the detector..."
+            st.progress(min(done / total, 1.0) if total else 0.0, text=label)
+            return
+        del st.session_state["phi_job"]
+        if status["state"] == "failed":
+            st.error(f"Redaction failed: {status.get('error')}")
+            return
+        st.session_state["phi_done"] = status
+        st.session_state["phi_dataset"] = status["output"]
+        st.rerun(scope="app")
 
 
 def show_audit() -> None:

@@ -1,0 +1,131 @@
+"""Whole-dataset redaction as a detached process: the console starts it and polls it, never runs it in a page.
+
+    python -m medcore.phi.job JOB_DIR      # JOB_DIR = <workspace>/jobs/<job_id> holding request.json
+
+The job folder holds request.json (dataset, mode, method, output name), status.json (state, done, total,
+output, error) and job.log. Status and log carry counts and names only, never note text.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from medcore.errors import MedcoreError
+from medcore.rundir import read_json, write_json_atomic
+from medcore.workspace import Workspace
+
+PROGRESS_EVERY_S = 0.5
+
+
+def jobs_dir(ws: Workspace) -> Path:
+    return ws.root / "jobs"
+
+
+def start_redaction(ws: Workspace, name: str, mode: str, method: str | None, out_name: str | None = None) -> str:
+    """Check the request, then start the redaction in its own process session; returns the job id at once."""
+    from medcore.data.manifest import check_dataset_name, dataset_dir, read_manifest
+
+    read_manifest(ws, name)  # a missing dataset fails here, in the caller, with the list of datasets
+    out_name = check_dataset_name(out_name or f"{name}-redacted"[:64])
+    if dataset_dir(ws, out_name).exists():
+        raise MedcoreError(f"Dataset '{out_name}' already exists. Pick another output name or delete it first.")
+    job_id = f"redact-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder = jobs_dir(ws) / job_id
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / "request.json", {"dataset": name, "mode": mode, "method": method, "out_name": out_name})
+    write_json_atomic(folder / "status.json", {"state": "queued", "done": 0, "total": None, "started_at": time.time()})
+    with open(folder / "job.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medcore.phi.job", str(folder)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MEDCORE_HOME": str(ws.root)},
+        )  # fmt: skip
+    _update(folder, pid=proc.pid)
+    return job_id
+
+
+def redaction_status(ws: Workspace, job_id: str) -> dict:
+    """The job's status; a job whose process vanished without a result reads as failed."""
+    folder = jobs_dir(ws) / job_id
+    status = read_json(folder / "status.json")
+    if status is None:
+        raise MedcoreError(f"No redaction job '{job_id}' in {jobs_dir(ws)}.")
+    if status.get("state") in ("queued", "running") and status.get("pid") and not _alive(status["pid"]):
+        time.sleep(0.2)  # the process may have written its result just before exiting
+        status = read_json(folder / "status.json") or status
+        if status.get("state") in ("queued", "running"):
+            status = _update(folder, state="failed", error="The redaction process ended without a result; see job.log.")
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child, so it does not linger as a zombie
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _update(folder: Path, **fields) -> dict:
+    status = read_json(folder / "status.json", default={})
+    status.update(fields, updated_at=time.time())
+    write_json_atomic(folder / "status.json", status)
+    return status
+
+
+def run_job(folder: Path) -> int:
+    from medcore.phi.pipeline import redact_dataset
+
+    request = read_json(folder / "request.json")
+    ws = Workspace(folder.parent.parent)
+    _update(folder, state="running", pid=os.getpid())
+    last = 0.0
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            _update(folder, done=done, total=total)
+
+    try:
+        manifest = redact_dataset(ws, request["dataset"], request["mode"], request["method"],
+                                  out_name=request["out_name"], progress=progress)  # fmt: skip
+    except MedcoreError as exc:
+        _update(folder, state="failed", error=str(exc), ended_at=time.time())
+        print(f"redaction failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # library messages can quote input text: keep the type only
+        _update(folder, state="failed", error=f"Redaction failed with {type(exc).__name__}; see job.log.",
+                ended_at=time.time())  # fmt: skip
+        print(f"redaction failed with {type(exc).__name__}", file=sys.stderr)
+        return 1
+    rows = manifest.total_rows
+    _update(folder, state="completed", done=rows, total=rows, output=manifest.name, rows=rows,
+            mode=manifest.redaction.mode, method=manifest.redaction.method, ended_at=time.time())  # fmt: skip
+    print(f"redacted '{request['dataset']}' -> '{manifest.name}' ({rows} records)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or not (Path(argv[0]) / "request.json").exists():
+        print("usage: python -m medcore.phi.job JOB_DIR  (a folder with request.json)", file=sys.stderr)
+        return 2
+    return run_job(Path(argv[0]).resolve())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
