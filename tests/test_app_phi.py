@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import html
 import json
 import re
+import time
 
 import pytest
 from app_helpers import open_page, texts, widget

@@ -75,9 +75,9 @@ def test_registry_models_load_offline(workspace):
 
 def test_tiny_llama_is_the_same_on_every_build(tmp_path):
     import torch
+    from transformers import AutoModelForCausalLM
 
     from medcore.models import build_tiny_llama
-    from transformers import AutoModelForCausalLM
 
     a = AutoModelForCausalLM.from_pretrained(build_tiny_llama(tmp_path / "a"))
     b = AutoModelForCausalLM.from_pretrained(build_tiny_llama(tmp_path / "b"))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from train_datasets import write_dataset
 
 from medcore.train import load_spec
 from medcore.train.memory import GB, count_parameters, estimate_memory
-from train_datasets import write_dataset
 
 
 @pytest.fixture
