@@ -17,6 +17,7 @@ import time
 
 import psutil
 import pytest
+from polling import wait_for
 
 from medcore.cli import main
 from medcore.errors import MedcoreError
@@ -81,14 +82,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_state(run_id, states, ws, timeout=30.0):

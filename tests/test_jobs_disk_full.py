@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pandas as pd
 import pytest
+from polling import wait_for
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, RedactionInfo
@@ -45,14 +45,6 @@ def fill_disk(folder, leave_bytes: int):
     return filler
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.slow

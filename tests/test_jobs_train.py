@@ -9,6 +9,7 @@ import time
 import pandas as pd
 import psutil
 import pytest
+from polling import wait_for
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, RedactionInfo
@@ -65,14 +66,6 @@ def test_slurm_without_sbatch_is_rejected_before_anything_is_created(notes, monk
     assert run_folders(notes) == []
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def metric_steps(rd: RunDir) -> list[int]:
