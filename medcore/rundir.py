@@ -15,11 +15,12 @@ runs/<run_id>/
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from medcore.fileio import write_bytes_atomic
 
 # Lifecycle: queued -> starting -> running -> completed | failed | cancelled | stopped
 # ("stopped" = saved and stopped on request; resumable like failed/cancelled).
@@ -76,11 +77,5 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write JSON crash-safely (temp file, fsync, rename): readers never see half a file."""
+    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str).encode())

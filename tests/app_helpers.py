@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
+import signal
 import subprocess
 import time
 import urllib.request
@@ -65,3 +69,28 @@ def wait_for(url: str, proc: subprocess.Popen, deadline_s: float = 60) -> tuple[
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"no answer from {url} within {deadline_s} s")
+
+
+@contextlib.contextmanager
+def serve_console(port: int, home: Path, log_path: Path):
+    """Run the Makefile's own `streamlit run` line on `port` over workspace `home` until the block ends.
+
+    Yields the base URL once /_stcore/health answers; the whole process group is stopped afterwards.
+    """
+    env = {**os.environ, "MEDCORE_HOME": str(home), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            shlex.split(make_run_command(port, home)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            status, body = wait_for(f"http://127.0.0.1:{port}/_stcore/health", proc)
+            assert (status, body.strip()) == (200, "ok")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -4,15 +4,11 @@ launch a tiny LoRA job -> watch its loss chart grow -> it completes. Screenshots
 
 from __future__ import annotations
 
-import os
-import shlex
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from app_helpers import ROOT, make_run_command, wait_for
+from app_helpers import ROOT, serve_console
 
 from medcore.demo.build import NOTES_CSV, build_demo_workspace
 from medcore.jobs.procs import free_port
@@ -39,24 +35,8 @@ pytestmark = [
 def console(workspace):
     """The console (the Makefile's command) on a free port over a workspace holding the demo files."""
     build_demo_workspace(workspace, seed=0, n_notes=40, n_qa=5)
-    port = free_port()
-    env = {**os.environ, "MEDCORE_HOME": str(workspace.root), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    log = open(workspace.root / "console.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        shlex.split(make_run_command(port, workspace.root)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}", workspace
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with serve_console(free_port(), workspace.root, workspace.root / "console.log") as url:
+        yield url, workspace
 
 
 @pytest.fixture

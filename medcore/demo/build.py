@@ -12,12 +12,12 @@ import csv
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 from medcore.demo.notes import NOTE_KEYS, generate_notes
 from medcore.demo.qa import QA_KEYS, generate_qa
 from medcore.errors import MedcoreError
+from medcore.fileio import write_bytes_atomic
 from medcore.workspace import Workspace
 
 NOTES_JSONL = "demo_notes.jsonl"
@@ -28,15 +28,9 @@ QA_JSONL = "demo_qa.jsonl"
 def write_text_atomic(path: Path, text: str) -> str:
     """Write `text` via a temp file + rename (readers never see half a file); returns its sha256."""
     data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MedcoreError(f"Cannot write {path}: {exc.strerror}. Check the workspace is writable.") from None
     return hashlib.sha256(data).hexdigest()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medcore.errors import MedcoreError
+from medcore.fileio import write_bytes_atomic
 from medcore.jobs.procs import is_alive
 from medcore.rundir import read_json
 from medcore.workspace import Workspace
@@ -74,9 +75,7 @@ class Slot:
 def enqueue(ws: Workspace, run_id: str) -> Path:
     """Write the run's ticket at submit time; the name sorts by arrival, so the queue is first come first served."""
     ticket = queue_dir(ws) / f"{time.time_ns():020d}-{run_id}.ticket"
-    tmp = ticket.with_suffix(".tmp")  # renamed into place so readers never see half a ticket
-    tmp.write_text(json.dumps({"run_id": run_id, "created": time.time()}))
-    os.replace(tmp, ticket)
+    write_bytes_atomic(ticket, json.dumps({"run_id": run_id, "created": time.time()}).encode())
     return ticket
 
 

@@ -7,14 +7,13 @@ Files this package adds to the run folder (see medcore.rundir for the rest):
 
 from __future__ import annotations
 
-import fcntl
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medcore.errors import MedcoreError
+from medcore.fileio import file_lock
 from medcore.jobs.diagnose import diagnose_log
 from medcore.jobs.procs import is_alive
 from medcore.rundir import FINAL_STATES, RunDir, read_json, write_json_atomic
@@ -59,15 +58,9 @@ def read_launch(rd: RunDir) -> dict[str, Any]:
     return read_json(rd.launch, default={}) or {}
 
 
-@contextmanager
 def _locked(rd: RunDir):
     # The launcher and the supervisor both add fields to launch.json; the lock keeps either from losing the other's.
-    with open(rd.path / ".launch.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(rd.path / ".launch.lock")
 
 
 def update_launch(rd: RunDir, **fields: Any) -> dict[str, Any]:

@@ -8,19 +8,17 @@ never PHI, never surrogate mappings.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcore.errors import MedcoreError
+from medcore.fileio import file_lock
 from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
 
@@ -75,16 +73,10 @@ def current_user() -> str:
         return os.environ.get("USER", "unknown")
 
 
-@contextlib.contextmanager
-def locked(ws: Workspace) -> Iterator[None]:
+def locked(ws: Workspace):
     """One writer at a time across processes (console, CLI and jobs all append)."""
     ws.audit.mkdir(parents=True, exist_ok=True)
-    with open(ws.audit / "audit.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return file_lock(ws.audit / "audit.lock")
 
 
 def append_audit_record(ws: Workspace, kind: str, **fields) -> dict:

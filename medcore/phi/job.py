@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from medcore.errors import MedcoreError
+from medcore.jobs.procs import is_alive, proc_ref
 from medcore.rundir import read_json, write_json_atomic
 from medcore.workspace import Workspace
 
@@ -45,7 +46,7 @@ def start_redaction(ws: Workspace, name: str, mode: str, method: str | None, out
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "MEDCORE_HOME": str(ws.root)},
         )  # fmt: skip
-    _update(folder, pid=proc.pid)
+    _update(folder, pid=proc.pid, process=proc_ref(proc.pid))
     return job_id
 
 
@@ -55,28 +56,12 @@ def redaction_status(ws: Workspace, job_id: str) -> dict:
     status = read_json(folder / "status.json")
     if status is None:
         raise MedcoreError(f"No redaction job '{job_id}' in {jobs_dir(ws)}.")
-    if status.get("state") in ("queued", "running") and status.get("pid") and not _alive(status["pid"]):
+    if status.get("state") in ("queued", "running") and status.get("process") and not is_alive(status["process"]):
         time.sleep(0.2)  # the process may have written its result just before exiting
         status = read_json(folder / "status.json") or status
         if status.get("state") in ("queued", "running"):
             status = _update(folder, state="failed", error="The redaction process ended without a result; see job.log.")
     return status
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child, so it does not linger as a zombie
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _update(folder: Path, **fields) -> dict:
@@ -91,7 +76,7 @@ def run_job(folder: Path) -> int:
 
     request = read_json(folder / "request.json")
     ws = Workspace(folder.parent.parent)
-    _update(folder, state="running", pid=os.getpid())
+    _update(folder, state="running", pid=os.getpid(), process=proc_ref(os.getpid()))
     last = 0.0
 
     def progress(done: int, total: int | None) -> None:

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from medcore.fileio import write_bytes_atomic
 from medcore.rundir import RunDir
 from medcore.train import checkpoint as ckpt
 from medcore.train.distributed import DistContext, barrier
@@ -44,9 +45,7 @@ def trim_metrics(rd: RunDir, step: int) -> None:
     if not rd.metrics.exists():
         return
     kept = [line for line in rd.metrics.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-    tmp = rd.metrics.with_name(f".{rd.metrics.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, rd.metrics)
+    write_bytes_atomic(rd.metrics, "".join(line + "\n" for line in kept).encode())
 
 
 def save(job: Job, step: int) -> str:
