@@ -16,20 +16,14 @@ import pandas as pd
 import streamlit as st
 
 from medcore.errors import MedcoreError
+from medcore.phi.config import CATEGORIES
 
 log = logging.getLogger("medcore.console")
 
-# Fixed colours for the PHI types clinicians see most, so a type keeps its colour across pages and sessions;
-# anything else gets a stable colour derived from its name.
-TYPE_COLORS = {
-    "NAME": "#f7a8a8",
-    "PROFESSION": "#f7c6a8",
-    "LOCATION": "#c5e8a0",
-    "AGE": "#f5dc8a",
-    "DATE": "#a8cbf7",
-    "CONTACT": "#d2b4f5",
-    "ID": "#f5b0dc",
-}
+# One fixed colour per PHI category, in the engine's category order, so a category keeps its colour across pages
+# and sessions; anything else gets a stable colour derived from its name.
+PALETTE = ("#f7a8a8", "#f7c6a8", "#c5e8a0", "#f5dc8a", "#a8cbf7", "#d2b4f5", "#f5b0dc")
+TYPE_COLORS = dict(zip(CATEGORIES, PALETTE, strict=False))
 NAME_PATTERN = re.compile(r"[^a-z0-9_.-]+")
 
 
@@ -76,8 +70,9 @@ def _text_html(text: str) -> str:
 def highlight_html(text: str, spans: Iterable[Any]) -> str:
     """`text` as HTML with each span (start, end, type) wrapped in a <mark> coloured by type.
 
-    Every piece of text is HTML-escaped: a note containing `<script>` must render as text. Overlapping
-    spans are resolved by keeping the one that starts first (then the longer one).
+    Hovering a mark shows its category, what found it (the tagger or a rule) and the score. Every piece of
+    text is HTML-escaped: a note containing `<script>` must render as text. Overlapping spans are resolved by
+    keeping the one that starts first (then the longer one).
     """
     ordered = sorted(spans, key=lambda s: (s.start, -(s.end - s.start)))
     parts, cursor = [], 0
@@ -87,8 +82,9 @@ def highlight_html(text: str, spans: Iterable[Any]) -> str:
             continue
         parts.append(_text_html(text[cursor:start]))
         kind = html.escape(str(span.type))
+        found_by = html.escape(f"{kind}: {span.recognizer} ({float(span.score):.2f})")
         parts.append(
-            f'<mark class="phi" data-type="{kind}" title="{kind}" '
+            f'<mark class="phi" data-type="{kind}" data-source="{html.escape(span.recognizer)}" title="{found_by}" '
             f'style="background:{color_for(span.type)};padding:0 2px;border-radius:3px">'
             f"{_text_html(text[start:end])}</mark>"
         )
@@ -143,14 +139,36 @@ def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 def legend_html(counts: dict[str, int]) -> str:
-    """A row of coloured chips naming each PHI type with how often it was found, most frequent first."""
+    """A row of coloured chips, one per PHI category in the engine's order, with how often each was found.
+
+    Categories not found are shown faded, so the legend always lists what the detector looks for.
+    """
+    kinds = [*CATEGORIES, *sorted(set(counts) - set(CATEGORIES))]
     chips = [
         f'<span class="phi-legend" data-type="{html.escape(t)}" style="background:{color_for(t)};padding:1px 8px;'
-        f'margin:0 6px 4px 0;border-radius:10px;display:inline-block;font-size:0.85rem">'
-        f"{html.escape(t)} <b>{n}</b></span>"
-        for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        f"margin:0 6px 4px 0;border-radius:10px;display:inline-block;font-size:0.85rem;"
+        f'opacity:{1 if counts.get(t) else 0.45}">{html.escape(t)} <b>{counts.get(t, 0)}</b></span>'
+        for t in kinds
     ]
-    return "<div>" + "".join(chips) + "</div>" if chips else ""
+    return "<div>" + "".join(chips) + "</div>"
+
+
+DECISION_HEADERS = {"column": "column", "kind": "recognised as", "action": "action", "reason": "reason"}
+
+
+def decisions_table(decisions: Iterable[Any]) -> None:
+    """Each column's redaction decision as a table; header help is the ColumnDecision field descriptions."""
+    from medcore.phi.columns import ACTIONS, ColumnDecision
+
+    fields = ColumnDecision.model_fields
+    rows = [
+        {**{DECISION_HEADERS[k]: getattr(d, k) for k in DECISION_HEADERS}, "what it does": ACTIONS[d.action]}
+        for d in decisions
+    ]
+    config = {
+        header: st.column_config.TextColumn(help=fields[k].description) for k, header in DECISION_HEADERS.items()
+    }
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
 
 
 def boxed_html(inner: str) -> str:

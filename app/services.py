@@ -210,9 +210,11 @@ def _estimate_memory(spec_json: str):
 
 def _load_detector() -> None:
     try:
+        from medcore.phi.console_info import detector_config, tagger_info
         from medcore.phi.detect import detect_text
 
-        detect_text("Warm-up.")
+        # The rules alone when the tagger is missing: the page then previews with them (and says so).
+        detect_text("Warm-up.", detector_config("safe-harbor", None, None, tagger_info()))
     except Exception as exc:  # noqa: BLE001 - the PHI page reports the real error when it loads the detector
         logging.getLogger("medcore.console").warning("PHI detector warm-up failed: %s", type(exc).__name__)
 
@@ -225,27 +227,71 @@ def _detector_warmup() -> threading.Thread:
 
 
 def warm_up() -> None:
-    """Start loading the PHI detector (spaCy + Presidio, several seconds) in the background, once per process.
+    """Start loading the PHI detector (spaCy + Presidio + the tagger, seconds) in the background, once per process.
 
     The entry calls it on every page, so by the time a user has uploaded data the PHI page is instant.
     """
     _detector_warmup()
 
 
-def preview_text(text: str, mode: str, method: str):
+def tagger_info():
+    """TaggerInfo of the packaged PHI tagger: present or why not, default threshold, cross-validated figures.
+
+    Not cached: it reads one small JSON file, and a tagger rebuilt while the console runs shows up at once.
+    """
+    from medcore.phi.console_info import tagger_info as info
+
+    return info()
+
+
+def detector_config(mode: str, method: str, threshold: float | None, info):
+    """The RedactionConfig the page previews with (the rules alone when the tagger is missing)."""
+    from medcore.phi.console_info import detector_config as config
+
+    return config(mode, method, threshold, info)
+
+
+def preview_text(text: str, config):
     """Detected spans and the redacted text of one note (not cached: cache keys must not hold note text)."""
     from medcore.phi.redact import preview_text as preview
 
     _detector_warmup().join()  # share the warm-up's detector instead of loading a second one
 
-    return preview(text, mode=mode, method=method)
+    return preview(text, config=config)
 
 
-def start_redaction(name: str, mode: str, method: str, out_name: str | None) -> str:
-    """Start redacting a whole dataset in its own process; returns the job id to poll."""
+def column_decisions(manifest: DatasetManifest, config, keep=(), drop=(), not_phi=()) -> list:
+    """What redaction would do with each column of the dataset (ColumnDecision list), cached per dataset content.
+
+    The key holds the dataset's name and hash, column names and settings, never a value.
+    """
+    key = (tuple(sorted(keep)), tuple(sorted(drop)), tuple(sorted(not_phi)))
+    return _column_decisions(
+        str(workspace().root), manifest.name, manifest.content_hash, config.model_dump_json(), *key
+    )
+
+
+@st.cache_data(show_spinner="Deciding every column...", max_entries=32)
+def _column_decisions(root: str, name: str, content_hash: str, config_json: str, keep, drop, not_phi) -> list:
+    from medcore.phi.columns import preview_column_decisions
+    from medcore.phi.config import RedactionConfig
+
+    _detector_warmup().join()
+    config = RedactionConfig.model_validate_json(config_json)
+    return preview_column_decisions(
+        get_workspace(root), name, config.mode, keep=keep, drop=drop, not_phi=not_phi, config=config
+    )
+
+
+def start_redaction(
+    name: str, mode: str, method: str, out_name: str | None, keep=(), drop=(), not_phi=(), threshold=None
+) -> str:
+    """Start redacting a whole dataset in its own process, with the column overrides and the tagger threshold;
+    returns the job id to poll."""
     from medcore.phi.job import start_redaction as start
 
-    return start(workspace(), name, mode, method, out_name or None)
+    overrides = {"keep": list(keep), "drop": list(drop), "not_phi": list(not_phi)}
+    return start(workspace(), name, mode, method, out_name or None, threshold=threshold, **overrides)
 
 
 def redaction_status(job_id: str) -> dict[str, Any]:
@@ -255,6 +301,20 @@ def redaction_status(job_id: str) -> dict[str, Any]:
     if result.get("state") == "completed":
         _datasets.clear()  # the new dataset appears in every selector
     return result
+
+
+def redaction_report(name: str):
+    """The RedactionReport (column decisions, counts) of the run that wrote dataset `name`; None for other datasets."""
+    from medcore.phi.datasets import read_redaction_report
+
+    return read_redaction_report(workspace(), name)
+
+
+def verify_redaction(name: str):
+    """RedactionCheck(ok, problem, record): whether the audit log proves dataset `name` is an unchanged redaction."""
+    from medcore.phi.verify import verify_redaction as verify
+
+    return verify(workspace(), name)
 
 
 def verify_audit_log():
@@ -268,3 +328,38 @@ def audit_records() -> list[dict[str, Any]]:
     from medcore.phi.audit import read_audit_log
 
     return read_audit_log(workspace())
+
+
+def measured_at(info, threshold: float):
+    """(nearest measured threshold, its cross-validated recall/precision/per-category recall), or None."""
+    from medcore.phi.console_info import measured_at as measured
+
+    return measured(info, threshold)
+
+
+def threshold_range() -> tuple[float, float]:
+    from medcore.phi.console_info import threshold_range as bounds
+
+    return bounds()
+
+
+def span_rows(spans) -> list[dict]:
+    """Category, source (tagger or rule), recognizer and score of each span; offsets only, never text."""
+    from medcore.phi.console_info import span_rows as rows
+
+    return rows(spans)
+
+
+def overridable_columns(manifest: DatasetManifest) -> list[str]:
+    """The dataset's columns a user may keep, drop or mark not PHI (every column but the mapped text columns)."""
+    from medcore.phi.columns import text_roles
+
+    texts = set(text_roles(manifest.mapping))
+    return [c for c in manifest.columns if c not in texts]
+
+
+def methods_for_mode(mode: str) -> list[str]:
+    """The replacement methods a redaction mode allows, its default first."""
+    from medcore.phi.console_info import methods_for_mode as methods
+
+    return methods(mode)

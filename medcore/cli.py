@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("medcore.doctor", "Check the installation: versions, CUDA, spaCy pipeline, packaged encoder, disk, RAM."),
     "demo": ("medcore.demo.cli", "Build the deterministic synthetic demo workspace (notes with gold PHI, labels, QA)."),
     "redact": ("medcore.phi.cli", "Detect and redact PHI in a CSV/JSONL/Parquet file."),
+    "phi": ("medcore.commands.phi", "Rebuild the learned PHI tagger (train-tagger) or show its record (tagger-info)."),
     "audit": ("medcore.phi.audit_cli", "Show or verify the hash-chained redaction audit log."),
     "data": ("medcore.data.cli", "Import, validate and split a dataset into the workspace."),
     "train": ("medcore.train.cli", "Launch a fine-tuning run from a spec (torchrun + DeepSpeed + LoRA)."),

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from medcore.errors import MedcoreError
 from medcore.workspace import Workspace, get_workspace
 
-Task = Literal["classification", "causal-lm"]
+Task = Literal["classification", "causal-lm", "token-classification"]
 REGISTRY_NAMES = ("minilm", "tiny-llama")
 
 # tiny-llama's shape: small enough to train 2 ranks on 2 CPU cores in seconds, big enough to
@@ -118,6 +118,24 @@ def load_tokenizer(name: str, workspace: Workspace | None = None):
     return tokenizer
 
 
+def auto_model_class(task: str):
+    """The transformers Auto class that builds a model (with its head) for `task`.
+
+    Raises:
+        MedcoreError: for an unknown task, listing the tasks.
+    """
+    import transformers
+
+    names = {
+        "classification": "AutoModelForSequenceClassification",
+        "token-classification": "AutoModelForTokenClassification",
+        "causal-lm": "AutoModelForCausalLM",
+    }
+    if task not in names:
+        raise MedcoreError(f"Unknown task '{task}'. Tasks are: {', '.join(get_args(Task))}.")
+    return getattr(transformers, names[task])
+
+
 def load_model(
     name: str,
     task: Task,
@@ -127,26 +145,20 @@ def load_model(
     workspace: Workspace | None = None,
     torch_dtype=None,
 ):
-    """Load `name` for `task`. Classification heads are new (randomly initialised) weights."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
+    """Load `name` for `task`. Classification heads (per text or per token) are new, randomly initialised weights."""
+    auto = auto_model_class(task)
     source = resolve_model_path(name, workspace)
     kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
+    if task != "causal-lm":
+        if id2label:
+            kwargs.update(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
+        elif num_labels:
+            kwargs["num_labels"] = num_labels
     try:
-        if task == "classification":
-            if id2label:
-                kwargs.update(
-                    num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()}
-                )
-            elif num_labels:
-                kwargs["num_labels"] = num_labels
-            return AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
-        if task == "causal-lm":
-            return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        return auto.from_pretrained(source, **kwargs)
     except OSError:
         raise MedcoreError(_offline_message(name)) from None
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise MedcoreError(f"Model '{name}' cannot do task '{task}': pick a model of the matching kind.") from None
         raise
-    raise MedcoreError(f"Unknown task '{task}'. Tasks are: classification, causal-lm.")

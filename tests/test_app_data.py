@@ -59,6 +59,36 @@ def test_changed_mapping_and_split_reach_the_import(workspace, demo_csv):
     assert manifest.rows["train"] < 40 and manifest.rows["test"] > 6  # 50/25/25, not the 80/10/10 default
 
 
+def test_tasks_come_from_the_engine_and_not_phi_reaches_the_import(workspace):
+    from typing import get_args
+
+    from medcore.models import Task
+
+    frame = pd.DataFrame({"text": [f"Seen on day {i}." for i in range(12)], "ward": ["ICU", "CCU"] * 6})
+    at = upload(open_page("data"), "ward.csv", frame.to_csv(index=False).encode())
+    assert widget(at.selectbox, "Task").options[1:] == list(get_args(Task))  # token-classification included
+    widget(at.multiselect, "Not PHI").set_value(["ward"])
+    at = widget(at.button, "Import").click().run()
+    assert not at.error, texts(at, "error")
+    assert read_manifest(workspace, "ward").mapping.not_phi == ["ward"]
+
+
+def test_spans_role_reaches_the_import(workspace):
+    frame = pd.DataFrame(
+        {
+            "text": [f"Seen by Dr. Hall on day {i}." for i in range(12)],
+            "spans": [[{"start": 12, "end": 16, "type": "NAME"}] for _ in range(12)],
+        }
+    )
+    data = frame.to_json(orient="records", lines=True).encode()
+    at = upload(open_page("data"), "ner.jsonl", data, "application/json")
+    widget(at.selectbox, "Spans").set_value("spans")
+    at.run()
+    assert any("Valid for task: token-classification" in s for s in texts(at, "success")), texts(at, "error")
+    at = widget(at.button, "Import").click().run()
+    assert read_manifest(workspace, "ner").mapping.spans == "spans"
+
+
 def test_row_problems_listed_and_import_disabled(workspace):
     frame = pd.DataFrame({"text": ["note one", "", "note three", "note four"], "label": ["a", "b", "a", "b"]})
     at = upload(open_page("data"), "bad.csv", frame.to_csv(index=False).encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from app_helpers import open_page, texts, widget
+from train_datasets import certify_redacted
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, RedactionInfo
@@ -17,6 +18,7 @@ def datasets(workspace):
     import_dataset(workspace, frame, "notes", mapping)
     redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="notes")
     import_dataset(workspace, frame, "notes-redacted", mapping, redaction=redacted)
+    certify_redacted(workspace, "notes-redacted")  # synthetic notes: the audit record the training gate checks
     return workspace
 
 
@@ -24,7 +26,8 @@ def test_defaults_prefer_the_redacted_dataset(datasets):
     at = open_page("train")
     assert not at.exception and not at.error, texts(at, "error")
     assert widget(at.selectbox, "Dataset").value == "notes-redacted"
-    assert widget(at.selectbox, "Task").value == "classification"
+    task = widget(at.selectbox, "Task")
+    assert task.value == "classification" and "token-classification" in task.options  # the RunSpec's tasks
     assert widget(at.selectbox, "Model").value == "minilm"
     assert not at.warning and not at.checkbox  # redacted: no override offered
     lora = widget(at.selectbox, "LoRA preset")

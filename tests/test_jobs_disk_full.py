@@ -9,6 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 from polling import wait_for
+from train_datasets import certify_redacted
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, RedactionInfo
@@ -45,16 +46,17 @@ def fill_disk(folder, leave_bytes: int):
     return filler
 
 
-
-
 @pytest.mark.slow
 def test_full_disk_fails_clearly_keeps_the_last_checkpoint_and_resumes(small_disk, monkeypatch):
     monkeypatch.setenv("MEDCORE_HOME", str(small_disk / "workspace"))
     monkeypatch.setenv("MEDCORE_STEP_DELAY_S", "0.3")  # the trainer's test hook: the disk fills between saves
     ws = get_workspace(small_disk / "workspace")
-    frame = pd.DataFrame({"text": [f"note {i} shows finding {i % 3}" for i in range(48)], "label": ["a", "b", "c"] * 16})
+    frame = pd.DataFrame(
+        {"text": [f"note {i} shows finding {i % 3}" for i in range(48)], "label": ["a", "b", "c"] * 16}
+    )
     redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="raw")
     import_dataset(ws, frame, "notes", ColumnMapping(text="text", label="label"), redaction=redacted)
+    certify_redacted(ws, "notes")  # synthetic notes: the audit record the training gate checks
     spec = {"dataset": "notes", "nproc_per_node": 2, "max_steps": 12, "save_interval": 3, "micro_batch": 4,
             "max_length": 32, "keep_last_k": 1}  # fmt: skip
     run_id = launch_run(spec, ws)

@@ -10,6 +10,7 @@ import pandas as pd
 import psutil
 import pytest
 from polling import wait_for
+from train_datasets import certify_redacted
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, RedactionInfo
@@ -29,6 +30,7 @@ def notes(workspace):
     )
     redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="raw")
     import_dataset(workspace, frame, "notes", ColumnMapping(text="text", label="label"), redaction=redacted)
+    certify_redacted(workspace, "notes")  # synthetic notes: the audit record the training gate checks
     return workspace
 
 
@@ -64,8 +66,6 @@ def test_slurm_without_sbatch_is_rejected_before_anything_is_created(notes, monk
     with pytest.raises(MedcoreError, match="Unknown backend 'k8s'"):
         launch_run({"dataset": "notes"}, notes, backend="k8s")
     assert run_folders(notes) == []
-
-
 
 
 def metric_steps(rd: RunDir) -> list[int]:

@@ -14,8 +14,9 @@ from medcore.cli import main
 from medcore.errors import MedcoreError
 from medcore.phi.audit import read_audit_log
 from medcore.phi.config import build_config
+from medcore.phi.datasets import redact_dataset
 from medcore.phi.detect import get_analyzer
-from medcore.phi.pipeline import redact_dataset, redact_file
+from medcore.phi.pipeline import redact_file
 from medcore.phi.redact import preview_text
 from medcore.phi.surrogates import shift_date
 
@@ -257,3 +258,132 @@ def test_token_scoring_counts_tokens_and_strict_entities():
     assert score.recall == 0.8 and score.precision == 1.0
     assert score.entity_f1 == 0.5  # only the date matches exactly: 2 * 1 / (2 + 2)
     assert score.per_category_recall() == {"DATE": 1.0, "NAME": 0.5}
+
+
+def test_types_survive_and_a_column_empty_at_first_may_hold_numbers_later(workspace, tmp_path):
+    import pyarrow.parquet as pq
+
+    records = [{"text": "No PHI.", "score": None, "flag": True, "code": 3, "extra": {"a": 1}} for _ in range(3)]
+    records += [{"text": "No PHI.", "score": 7, "flag": False, "code": "3a"}, {"text": "Ok.", "score": 8.5}]
+    src = tmp_path / "in.jsonl"
+    write_jsonl(src, records)
+    redact_file(src, tmp_path / "out.parquet", ws=workspace, chunk_rows=2)  # the first chunk has no score at all
+    table = pq.read_table(tmp_path / "out.parquet")
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["score"] == "double" and types["flag"] == "bool" and types["code"] == "string"
+    rows = table.to_pylist()
+    assert [r["score"] for r in rows] == [None, None, None, 7.0, 8.5]
+    assert [r["code"] for r in rows] == ["3", "3", "3", "3a", None]  # a mixed column stores every value as text
+    assert json.loads(rows[0]["extra"]) == {"a": 1}
+    # Parquet in: the input's own schema, even where the first chunk is all null.
+    frame = pd.DataFrame({"text": ["a", "b", "c", "d"], "n": pd.array([None, None, 5, 6], dtype="Int64")})
+    frame["day"] = pd.to_datetime(["2023-01-01"] * 4).date
+    frame.to_parquet(tmp_path / "in.parquet")
+    redact_file(tmp_path / "in.parquet", tmp_path / "out2.parquet", ws=workspace, chunk_rows=2)
+    schema = pq.read_schema(tmp_path / "out2.parquet")
+    assert str(schema.field("n").type) == "int64" and str(schema.field("day").type) == "date32[day]"
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
+def test_jsonl_keys_that_vary_by_line_are_all_kept(workspace, tmp_path, suffix):
+    src = tmp_path / "in.jsonl"
+    write_jsonl(src, [{"text": "One."}, {"text": "Two.", "ward": "5B"}, {"late": 1, "text": "Three."}])
+    out = tmp_path / f"out.{suffix}"
+    redact_file(src, out, ws=workspace, chunk_rows=1)
+    if suffix == "jsonl":
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert rows[1]["ward"] == "5B" and rows[2]["late"] == 1 and "ward" not in rows[0]
+        return
+    frame = pd.read_csv(out) if suffix == "csv" else pd.read_parquet(out)
+    assert {"text", "ward", "late", "phi_spans"} <= set(frame.columns)
+    assert frame["ward"].tolist()[1] == "5B" and frame["late"].tolist()[2] == 1
+
+
+def test_all_columns_for_files_decides_every_column(workspace, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    pd.DataFrame(
+        {
+            "note": ["No PHI here.", "Nothing.", "Stable.", "Fine."],
+            "mrn": ["00123", "A-77", "123", "00123"],  # numbers and strings in one identifier column
+            "surname": ["Okafor", "Hall", "Okafor", "Hall"],
+            "seen": ["03/14/2023", "03/15/2023", "03/16/2023", "03/17/2023"],
+            "unit": ["ICU", "ED", "ICU", "ED"],
+        }
+    ).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["redact", str(src), str(out), "--text-field", "note", "--all-columns", "--drop", "unit"]) == 0
+    assert "mrn pseudonymise" in capsys.readouterr().out
+    result = pd.read_csv(out, dtype=str)
+    assert "surname" not in result and "unit" not in result and set(result["seen"]) == {"2023"}
+    assert result["mrn"][0] == result["mrn"][3] != result["mrn"][2] and "00123" not in out.read_text()
+    record = read_audit_log(workspace)[-1]
+    assert {c["column"]: c["action"] for c in record["columns"]}["surname"] == "drop"
+    # Without the flag the other columns are copied and listed as not checked.
+    report = redact_file(src, tmp_path / "plain.csv", text_field="note", ws=workspace)
+    assert {d.column: d.kind for d in report.columns}["mrn"] == "unchecked"
+    assert pd.read_csv(tmp_path / "plain.csv", dtype=str)["mrn"][0] == "00123"
+
+
+def test_bad_notes_redact_or_are_reported_by_row(workspace, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [
+        b"",  # an empty note
+        "Der Patient Müller wurde gesehen; 患者已出院. E-Mail: hans.mueller@example.de".encode(),  # another language
+        b"\x00\xff\xfe garbage \x89PNG\r\n",  # binary garbage
+        NOTE.encode(),
+    ]
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": pa.array(texts, pa.binary()), "n": [1, 2, 3, 4]}), src)
+    report = redact_file(src, tmp_path / "out.parquet", ws=workspace)
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert rows[0]["text"] == "" and report.rows_empty == 1
+    assert "hans.mueller@example.de" not in rows[1]["text"] and rows[1]["text"].startswith("Der Patient")
+    assert "garbage" in rows[2]["text"] and report.problem_rows["binary_decoded:text"] == [2, 3, 4]
+    assert "Rose Hall" not in rows[3]["text"]
+    # A column of numbers mapped as text is redacted as its text form; a lone surrogate in JSONL is replaced.
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": 4155550142}\n{"text": "ok \\ud800 Dr. Rose Hall"}\n')
+    report = redact_file(src, tmp_path / "out.jsonl", ws=workspace)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert "4155550142" not in rows[0]["text"] and report.rows_non_text == 1
+    assert "Rose Hall" not in rows[1]["text"] and report.problem_rows["not_utf8_replaced"] == [2]
+
+
+def test_a_value_the_detector_fails_on_names_row_and_column_and_leaves_nothing(workspace, tmp_path, monkeypatch):
+    from medcore.phi import pipeline
+
+    real = pipeline.redact_texts
+
+    def fragile(texts, *args, **kwargs):
+        texts = list(texts)
+        if any("Quixotewell" in t for t in texts):
+            raise ValueError(f"cannot handle {texts}")  # a library message that quotes the text
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "redact_texts", fragile)
+    src = tmp_path / "in.jsonl"
+    write_jsonl(src, [{"text": "Fine."}, {"text": "Fine too."}, {"text": "Dr. Zebediah Quixotewell saw him."}])
+    out = tmp_path / "out.parquet"
+    with pytest.raises(MedcoreError, match=r"Row 3, column 'text': the PHI detector failed") as error:
+        redact_file(src, out, ws=workspace, chunk_rows=2)
+    assert "Quixotewell" not in str(error.value) and "ValueError" in str(error.value)
+    assert not out.exists() and list(tmp_path.glob(".out*")) == []
+    make_dataset(workspace, "notes")
+    with open(workspace.datasets / "notes" / "test.parquet", "wb") as handle:
+        pd.DataFrame({"text": ["Dr. Zebediah Quixotewell"], "pid": ["p1"], "label": ["x"]}).to_parquet(handle)
+    with pytest.raises(MedcoreError, match=r"Row 1, column 'text'"):
+        redact_dataset(workspace, "notes")
+    assert not (workspace.datasets / "notes-redacted").exists()
+    assert not list((workspace.datasets / ".staging").glob("*"))
+
+
+@pytest.mark.slow
+def test_a_two_megabyte_note_is_redacted_whole(workspace, tmp_path):
+    filler = "Patient stable on current medication, plan unchanged. " * 40_000  # about 2 MB
+    src = tmp_path / "in.jsonl"
+    write_jsonl(src, [{"text": f"Seen by Dr. Rose Hall. {filler}Call Dr. Rose Hall on 03/14/2023."}])
+    report = redact_file(src, tmp_path / "out.jsonl", ws=workspace)
+    text = json.loads((tmp_path / "out.jsonl").read_text())["text"]
+    assert report.chars > 2_000_000 and "Rose Hall" not in text and "03/14/2023" not in text

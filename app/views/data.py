@@ -1,15 +1,17 @@
 """Data page: upload or point at a file, map its columns, validate, split and import; the dataset catalog."""
 
 import hashlib
+from typing import get_args
 
 import components as ui
 import services
 import streamlit as st
 
 from medcore.data.manifest import ColumnMapping
+from medcore.models import Task
 
 NONE = "(none)"
-TASKS = {"Infer from the mapping": None, "Classification": "classification", "Causal LM": "causal-lm"}
+INFER = "Infer from the mapping"
 FILE_TYPES = ["csv", "tsv", "json", "jsonl", "ndjson", "parquet", "pq"]
 
 st.title("Data")
@@ -55,9 +57,13 @@ def choose_mapping(frame, source_key: str) -> ColumnMapping:
         )
         prompt = pick("Prompt", columns, guess.prompt, f"{k}-prompt", fields["prompt"].description)
         response = pick("Response", columns, guess.response, f"{k}-response", fields["response"].description)
+        spans = pick("Spans", columns, guess.spans, f"{k}-spans", fields["spans"].description)
+        not_phi = st.multiselect(
+            "Not PHI", columns, default=guess.not_phi, key=f"{k}-not-phi", help=fields["not_phi"].description
+        )
     return ColumnMapping(
         text=text or "", label=label, id=record, patient_id=patient, subgroups=subgroups, prompt=prompt,
-        response=response,
+        response=response, spans=spans, not_phi=not_phi,
     )  # fmt: skip
 
 
@@ -125,7 +131,8 @@ with ui.guard("Reading the data"):
             st.dataframe(frame.head(5), hide_index=True)
         st.subheader("Columns")
         mapping = choose_mapping(frame, source_key)
-        task = TASKS[st.selectbox("Task", list(TASKS), key="task")]
+        choice = st.selectbox("Task", [INFER, *get_args(Task)], key="task")
+        task = None if choice == INFER else choice
         st.subheader("Validation")
         report = services.validate_dataset(frame, mapping, task)
         show_report(report)

@@ -1,25 +1,24 @@
-"""PHI page: preview detection and redaction on chosen rows, redact a whole dataset, read and verify the audit log."""
+"""PHI page: tune and preview detection on chosen rows, decide every column, redact a dataset, verify the audit log."""
 
 import components as ui
 import services
 import streamlit as st
 
-from medcore.data.manifest import SPLITS
+from medcore.data.manifest import SPLITS, ColumnMapping
+from medcore.phi.columns import ACTIONS
+from medcore.phi.config import RedactionConfig
 
-MODES = {
+MODES = {  # display names of RedactionConfig.mode's values
     "Safe Harbor": "safe-harbor",
     "Research (limited data set)": "research",
 }
-MODE_HELP = {
-    "safe-harbor": "Removes all 18 HIPAA identifiers; ages over 89 become 90+. Masks or removes, never surrogates.",
-    "research": "Realistic surrogates with per-patient date shifting: a limited data set for IRB-approved use.",
-}
-METHODS = {"safe-harbor": ["mask", "remove"], "research": ["surrogate", "mask", "remove"]}
+FIELDS = RedactionConfig.model_fields
 MAX_PREVIEW_ROWS = 10
 
 st.title("PHI")
 st.caption(
-    "See what the detector finds, choose how to replace it, then redact the whole dataset with an audit record."
+    "See what the detector finds, choose how to replace it and what happens to each column, then redact the whole "
+    "dataset with an audit record."
 )
 
 
@@ -48,46 +47,137 @@ def choose_dataset():
 
 def choose_method() -> tuple[str, str]:
     cols = st.columns(2)
-    mode = MODES[cols[0].radio("Mode", list(MODES), horizontal=True, key="phi_mode")]
-    cols[0].caption(MODE_HELP[mode])
-    method = cols[1].radio("Method", METHODS[mode], horizontal=True, key=f"phi_method_{mode}")
-    cols[1].caption({"mask": "[DATE], [NAME]...", "remove": "deleted", "surrogate": "consistent fakes"}[method])
+    label = cols[0].radio("Mode", list(MODES), horizontal=True, key="phi_mode", help=FIELDS["mode"].description)
+    mode = MODES[label]
+    methods = services.methods_for_mode(mode)
+    method = cols[1].radio(
+        "Method", methods, horizontal=True, key=f"phi_method_{mode}", help=FIELDS["method"].description
+    )
     return mode, method
 
 
-def show_preview(manifest, mode: str, method: str) -> None:
+def choose_threshold(info) -> float | None:
+    """The tagger's threshold, beside its cross-validated recall and precision there; None when it is missing."""
+    st.subheader("Detector")
+    if not info.available:
+        st.error(info.problem, icon=":material/error:")
+        st.caption("Until it is built, the preview and the column check below use the rules alone.")
+        return None
+    low, high = services.threshold_range()
+    cols = st.columns([2, 1, 1])
+    threshold = cols[0].slider(
+        "Tagger threshold", low, high, value=info.threshold, step=0.01, key="phi_threshold",
+        help=FIELDS["threshold"].description,
+    )  # fmt: skip
+    measured = services.measured_at(info, threshold)
+    if measured is None:
+        cols[0].caption(f"Default {info.threshold:g}. No cross-validated figures are recorded for this tagger.")
+        return threshold
+    at, figures = measured
+    cols[1].metric("Recall (cross-validated)", f"{figures['recall']:.3f}")
+    cols[2].metric("Precision (cross-validated)", f"{figures['precision']:.3f}")
+    where = "" if abs(at - threshold) < 1e-9 else f" (nearest measured threshold {at:g})"
+    cols[0].caption(
+        f"Measured at {at:g}{where} by patient-grouped cross-validation ({info.folds} folds, {info.notes} notes). "
+        f"Default {info.threshold:g}: the threshold cross-validation chose."
+    )
+    if figures.get("per_category_recall"):
+        with cols[0].expander("Recall per category"):
+            recall = figures["per_category_recall"]
+            st.dataframe([{"category": k, "recall": v} for k, v in recall.items()], hide_index=True)
+    return threshold
+
+
+def show_preview(manifest, config) -> None:
     cols = st.columns([1, 1, 1])
     split = cols[0].selectbox("Split", [s for s in SPLITS if manifest.rows.get(s)], key="phi_split")
     frame = services.load_split(manifest, split)
     first = cols[1].number_input("First row", 1, max(len(frame), 1), 1, key="phi_first")
     count = cols[2].number_input("Rows", 1, MAX_PREVIEW_ROWS, 3, key="phi_count")
     chosen = frame.iloc[int(first) - 1 : int(first) - 1 + int(count)]
-    previews = [services.preview_text(str(text), mode, method) for text in chosen[manifest.mapping.text]]
+    previews = [services.preview_text(str(text), config) for text in chosen[manifest.mapping.text]]
     counts = ui.merge_counts(preview.counts for preview in previews)
-    st.markdown(ui.legend_html(counts) or "_No PHI found in these rows._", unsafe_allow_html=True)
+    st.markdown(ui.legend_html(counts), unsafe_allow_html=True)
+    if not any(counts.values()):
+        st.caption("No PHI found in these rows.")
     for row_number, text, preview in zip(chosen["source_row"], chosen[manifest.mapping.text], previews, strict=True):
         st.markdown(f"**Record {row_number}** - {len(preview.spans)} PHI spans")
         left, right = st.columns(2)
         left.markdown(ui.boxed_html(ui.highlight_html(str(text), preview.spans)), unsafe_allow_html=True)
         right.markdown(ui.boxed_html(ui.redacted_html(preview.redacted_text)), unsafe_allow_html=True)
+    records = zip(chosen["source_row"], previews, strict=True)
+    rows = [{"record": n, **row} for n, preview in records for row in services.span_rows(preview.spans)]
+    if rows:
+        with st.expander("What found each span (hover a highlight for the same)"):
+            st.dataframe(rows, hide_index=True, width="stretch")
 
 
-def redact_whole(manifest, mode: str, method: str) -> None:
+def choose_overrides(manifest) -> dict[str, list[str]]:
+    """Columns the user marks not PHI, keeps or drops for this redaction (the text columns are always redacted)."""
+    columns = services.overridable_columns(manifest)
+    cols = st.columns(3)
+    k = f"phi_{manifest.name}"
+    help_not_phi = ColumnMapping.model_fields["not_phi"].description
+    return {
+        "not_phi": cols[0].multiselect("Not PHI", columns, key=f"{k}_not_phi", help=help_not_phi),
+        "keep": cols[1].multiselect("Keep unchanged", columns, key=f"{k}_keep", help=ACTIONS["keep"]),
+        "drop": cols[2].multiselect("Drop", columns, key=f"{k}_drop", help=ACTIONS["drop"]),
+    }
+
+
+def show_decisions(manifest, config) -> dict[str, list[str]] | None:
+    """Each column's decision under the chosen overrides; the overrides, or None when they are refused."""
+    st.subheader("What happens to each column")
+    st.caption("Every column is decided before redaction, from its role, name, type and a sample of its values.")
+    overrides = choose_overrides(manifest)
+    with ui.guard("Deciding the columns"):
+        ui.decisions_table(services.column_decisions(manifest, config, **overrides))
+        return overrides
+    return None
+
+
+def redact_whole(manifest, mode: str, method: str, info, threshold: float | None, overrides) -> None:
     st.subheader("Redact the whole dataset")
     out_name = st.text_input("New dataset name", value=f"{manifest.name}-redacted", key=f"phi_out_{manifest.name}")
     busy = "phi_job" in st.session_state
-    disabled = manifest.redaction.status == "redacted" or busy
+    if not info.available:
+        st.caption("Redacting a dataset needs the PHI tagger (see Detector above).")
+    disabled = busy or overrides is None or not info.available
     if st.button("Redact dataset", type="primary", key="phi_redact", disabled=disabled):
         with ui.guard("Redaction"):
-            st.session_state["phi_job"] = services.start_redaction(manifest.name, mode, method, out_name)
+            st.session_state["phi_job"] = services.start_redaction(
+                manifest.name, mode, method, out_name, threshold=threshold, **overrides
+            )
     if "phi_job" in st.session_state:
         follow_redaction()
+
+
+def show_redaction(manifest) -> None:
+    """A redacted dataset: whether the audit log proves it, and what its redaction did to each column."""
+    st.subheader("This dataset's redaction")
     if done := st.session_state.get("phi_done"):
+        if done.get("output") == manifest.name:
+            st.success(
+                f"Wrote '{done['output']}' ({done['rows']:,} records, {done['mode']}, {done['method']}). "
+                "It is marked redacted: the Train page accepts it."
+            )
+            st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+    check = services.verify_redaction(manifest.name)
+    if check.ok:
         st.success(
-            f"Wrote '{done['output']}' ({done['rows']:,} records, {done['mode']}, {done['method']}). "
-            "It is marked redacted: the Train page accepts it."
+            f"Verified: audit record {check.record['hash'][:16]} is the redaction that wrote this dataset, and its "
+            "files are unchanged since.",
+            icon=":material/verified:",
         )
-        st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
+    else:
+        st.error(f"Not verified: {check.problem}", icon=":material/gpp_bad:")
+    report = services.redaction_report(manifest.name)
+    if report is None:
+        st.caption("No redaction report in this dataset's folder.")
+        return
+    st.markdown(ui.legend_html(report.counts), unsafe_allow_html=True)
+    st.caption(f"{report.rows_out:,} records written, {report.rows_with_phi:,} with PHI in their text.")
+    ui.decisions_table(report.columns)
 
 
 @st.fragment(run_every=1)
@@ -133,9 +223,18 @@ def show_audit() -> None:
 with ui.guard("Loading datasets", stop=True):
     manifest = choose_dataset()
     mode, method = choose_method()
+with ui.guard("Reading the PHI tagger", stop=True):
+    info = services.tagger_info()
+    threshold = choose_threshold(info)
+    config = services.detector_config(mode, method, threshold, info)
 with ui.guard("The preview"):
     st.subheader("Preview")
-    show_preview(manifest, mode, method)
-redact_whole(manifest, mode, method)
+    show_preview(manifest, config)
+if manifest.redaction.status == "redacted":
+    with ui.guard("Reading the redaction report"):
+        show_redaction(manifest)
+else:
+    overrides = show_decisions(manifest, config)
+    redact_whole(manifest, mode, method, info, threshold, overrides)
 with ui.guard("Reading the audit log"):
     show_audit()

@@ -1,5 +1,7 @@
 """Train page: build a run spec (model, task, LoRA and ZeRO presets, hyper-parameters), estimate memory, launch."""
 
+from typing import get_args
+
 import components as ui
 import services
 import streamlit as st
@@ -10,7 +12,7 @@ from medcore.train.spec import RunSpec
 
 FIELDS = RunSpec.model_fields
 LOCAL_FOLDER = "Local model folder..."
-TASKS = ["classification", "causal-lm"]
+TASKS = list(get_args(FIELDS["task"].annotation))
 
 st.title("Train")
 st.caption("Fine-tune a model with LoRA under DeepSpeed on a redacted dataset; the run opens in Runs.")
@@ -38,7 +40,7 @@ def choose_data() -> dict:
         "Task", TASKS, index=task_index, key=f"train_task_{name}", help=FIELDS["task"].description
     )
     model_choice = cols[2].selectbox(
-        "Model", [*REGISTRY_NAMES, LOCAL_FOLDER], index=0 if task == "classification" else 1, key=f"train_model_{task}"
+        "Model", [*REGISTRY_NAMES, LOCAL_FOLDER], index=1 if task == "causal-lm" else 0, key=f"train_model_{task}"
     )
     model = model_choice
     if model_choice == LOCAL_FOLDER:

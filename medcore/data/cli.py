@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import get_args
 
+from medcore.data.manifest import ColumnMapping
 from medcore.errors import MedcoreError
+from medcore.models import Task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--subgroups", default="", help="Comma-separated subgroup columns, e.g. sex,age_band.")
     imp.add_argument("--prompt-column", help="Instruction/question column for causal-LM fine-tuning.")
     imp.add_argument("--response-column", help="Answer column for causal-LM fine-tuning.")
-    imp.add_argument("--task", choices=["classification", "causal-lm"], help="Inferred from the mapping if omitted.")
+    imp.add_argument("--spans-column", help=ColumnMapping.model_fields["spans"].description)
+    imp.add_argument("--task", choices=list(get_args(Task)), help="Inferred from the mapping if omitted.")
     imp.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions (default 0.8,0.1,0.1).")
     imp.add_argument("--seed", type=int, default=0, help="Seed of the split (default 0).")
     imp.add_argument("--overwrite", action="store_true", help="Replace an existing dataset of that name.")
@@ -38,12 +42,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     delete.add_argument("name")
     redact = sub.add_parser("redact", help="Redact a dataset's PHI into a new dataset (<name>-redacted), audited.")
     redact.add_argument("name")
-    redact.add_argument("--mode", choices=["safe-harbor", "research"], default="safe-harbor",
-                        help="safe-harbor removes all 18 identifiers; research keeps surrogates with shifted dates.")
-    redact.add_argument("--method", choices=["mask", "surrogate", "remove"], default=None,
-                        help="Default: mask in safe-harbor, surrogate in research.")
+    redact.add_argument(
+        "--mode",
+        choices=["safe-harbor", "research"],
+        default="safe-harbor",
+        help="safe-harbor removes all 18 identifiers; research keeps surrogates with shifted dates.",
+    )
+    redact.add_argument(
+        "--method",
+        choices=["mask", "surrogate", "remove"],
+        default=None,
+        help="Default: mask in safe-harbor, surrogate in research.",
+    )
     redact.add_argument("--out-name", default=None, help="Name of the new dataset (default: <name>-redacted).")
     redact.add_argument("--overwrite", action="store_true", help="Replace an existing output dataset.")
+    redact.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="Copy this column unchanged whatever it holds (audited); repeat for more.",
+    )
+    redact.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="Remove this column from the redacted dataset; repeat for more.",
+    )
+    redact.add_argument(
+        "--not-phi",
+        action="append",
+        default=[],
+        metavar="COL",
+        help=ColumnMapping.model_fields["not_phi"].description + " Repeat for more.",
+    )
+    redact.add_argument(
+        "--dry-run", action="store_true", help="Print what would happen to each column, and why; redact nothing."
+    )
 
 
 def _parse_split(text: str) -> tuple[float, float, float]:
@@ -72,6 +108,7 @@ def _run_import(args: argparse.Namespace) -> int:
         subgroups=[c.strip() for c in args.subgroups.split(",") if c.strip()],
         prompt=args.prompt_column,
         response=args.response_column,
+        spans=args.spans_column,
     )
     if args.text_column:
         mapping = ColumnMapping(text=args.text_column, **roles)
@@ -105,6 +142,25 @@ def _run_list() -> int:
     return 0
 
 
+def _run_redact(args: argparse.Namespace) -> int:
+    from medcore.phi import preview_column_decisions, redact_dataset
+    from medcore.workspace import get_workspace
+
+    overrides = dict(keep=args.keep, drop=args.drop, not_phi=args.not_phi)
+    if args.dry_run:
+        decisions = preview_column_decisions(get_workspace(), args.name, args.mode, **overrides)
+        width = max(len(d.column) for d in decisions)
+        for d in decisions:
+            print(f"{d.column:<{width}}  {d.action:<12}  {d.reason}")
+        return 0
+    manifest = redact_dataset(get_workspace(), args.name, args.mode, args.method, out_name=args.out_name,
+                              overwrite=args.overwrite, **overrides)  # fmt: skip
+    print(f"redacted '{args.name}' -> '{manifest.name}' ({manifest.redaction.mode}, {manifest.redaction.method}); "
+          f"audit record {manifest.redaction.audit_hash[:16]}")  # fmt: skip
+    print(f"columns and actions: {manifest.name}/redaction_report.json")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from medcore.workspace import get_workspace
 
@@ -113,13 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _run_list()
     if args.action == "redact":
-        from medcore.phi import redact_dataset
-
-        manifest = redact_dataset(get_workspace(), args.name, args.mode, args.method, out_name=args.out_name,
-                                  overwrite=args.overwrite)
-        print(f"redacted '{args.name}' -> '{manifest.name}' ({manifest.redaction.mode}, {manifest.redaction.method}); "
-              f"audit record {manifest.redaction.audit_hash[:16]}")
-        return 0
+        return _run_redact(args)
     if args.action == "show":
         from medcore.data.manifest import read_manifest
 

@@ -5,10 +5,12 @@ datasets/<name>/
   train.parquet        the splits, normalised to Parquet (every split has the same columns)
   validation.parquet
   test.parquet         (each split also holds `source_row`: the record's 1-based number in the upload)
+  redaction_report.json  redacted datasets only: each column's decision, counts, problem rows (no PHI)
 
 A dataset is written into a temp folder and renamed into place, so a bad or interrupted import
 never leaves a half dataset. Redaction writes a new dataset (`<name>-redacted` by default) whose
-manifest has redaction.status == "redacted" and redaction.parent == <name>.
+manifest has redaction.status == "redacted" and redaction.parent == <name>; that status is only a claim,
+which medcore.phi.verify checks against the audit log before training.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class ColumnMapping(BaseModel):
     subgroups: list[str] = Field(default_factory=list, description="Columns for fairness breakdowns (sex, age band).")
     prompt: str | None = Field(None, description="Instruction/question column for causal-LM fine-tuning.")
     response: str | None = Field(None, description="Answer column for causal-LM fine-tuning.")
+    not_phi: list[str] = Field(
+        default_factory=list,
+        description="Columns you vouch hold no PHI: redaction copies them unchanged and the audit record lists them.",
+    )
+    spans: str | None = Field(
+        None,
+        description="Column of character spans per row for token classification (NER): a list of "
+        "{start, end (exclusive), type} over the text column.",
+    )
 
 
 class RedactionInfo(BaseModel):
@@ -59,7 +70,9 @@ class DatasetManifest(BaseModel):
     source_format: str | None = None
     columns: dict[str, str] = Field(default_factory=dict, description="Column -> Arrow type, as stored.")
     mapping: ColumnMapping
-    task: str | None = Field(None, description="classification or causal-lm, as validated at import; None: text only.")
+    task: str | None = Field(
+        None, description="classification, causal-lm or token-classification, as validated at import; None: text only."
+    )
     rows: dict[str, int] = Field(default_factory=dict, description="Rows per split.")
     label_set: list[str] = Field(default_factory=list)
     content_hash: str = Field("", description="sha256 over the split files, in split order.")

@@ -5,6 +5,10 @@ Row numbers are 1-based record numbers (the first record is row 1; a CSV header 
 
 from __future__ import annotations
 
+import numbers
+from itertools import pairwise
+
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,6 +68,8 @@ class DatasetValidationError(MedcoreError):
 
 
 def infer_task(mapping: ColumnMapping) -> Task | None:
+    if mapping.spans:
+        return "token-classification"
     if mapping.label:
         return "classification"
     if mapping.prompt or mapping.response:
@@ -80,6 +86,8 @@ def validate_dataset(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None
         _check_text(df, mapping.text, report, problems)
         if mapping.label:
             _check_labels(df, mapping.label, report, problems)
+        if mapping.spans:
+            _check_spans(df, mapping.spans, mapping.text, report, problems)
         if mapping.id:
             _check_ids(df, mapping.id, report, problems)
         for column in (mapping.prompt, mapping.response):
@@ -101,8 +109,9 @@ def validate_dataset(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None
 
 def _check_columns(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None, report: ValidationReport) -> bool:
     roles = {"text": mapping.text, "label": mapping.label, "id": mapping.id, "patient_id": mapping.patient_id}
-    roles |= {"prompt": mapping.prompt, "response": mapping.response}
+    roles |= {"prompt": mapping.prompt, "response": mapping.response, "spans": mapping.spans}
     roles |= {f"subgroup {c}": c for c in mapping.subgroups}
+    roles |= {f"not-PHI {c}": c for c in mapping.not_phi}
     columns = [str(c) for c in df.columns]
     missing = {role: col for role, col in roles.items() if col and col not in columns}
     for role, col in missing.items():
@@ -112,8 +121,13 @@ def _check_columns(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None, 
         )
     if task == "classification" and not mapping.label:
         report.errors.append("Task 'classification' needs a label column: map one (e.g. --label-column).")
+    if task == "token-classification" and not mapping.spans:
+        report.errors.append("Task 'token-classification' needs a spans column: map one (e.g. --spans-column).")
     if task == "causal-lm" and bool(mapping.prompt) != bool(mapping.response):
         report.errors.append("Causal-LM fine-tuning needs both a prompt and a response column, or neither.")
+    texts = sorted({mapping.text, mapping.prompt, mapping.response} & set(mapping.not_phi))
+    if texts:
+        report.errors.append(f"Text column(s) {', '.join(texts)} cannot be marked not PHI: notes are always redacted.")
     return not missing
 
 
@@ -171,6 +185,61 @@ def _check_labels(df: pd.DataFrame, column: str, report: ValidationReport, probl
         report.warnings.append(f"Labels are imbalanced ({counts.max()} vs {counts.min()} rows): watch macro-F1.")
 
 
+def _check_spans(df: pd.DataFrame, column: str, text: str, report: ValidationReport, problems: list) -> None:
+    """Each cell a list of {start, end, type} within its text; stats.label_counts counts spans per type."""
+    bad_rows, overlapping, counts = 0, 0, {}
+    for index, (cell, note) in enumerate(zip(df[column], df[text], strict=True)):
+        problem = _span_cell_problem(cell, len(note) if isinstance(note, str) else 0, counts)
+        if problem:
+            bad_rows += 1
+            problems.append(RowProblem(row=index + 1, column=column, problem=problem))
+        else:
+            bounds = sorted((int(span["start"]), int(span["end"])) for span in cell)
+            overlapping += any(b[0] < a[1] for a, b in pairwise(bounds))
+    if overlapping:
+        report.warnings.append(
+            f"{overlapping} rows have overlapping spans in '{column}': BIO tags hold one type per token, "
+            "so the earlier span wins where they overlap."
+        )
+    if bad_rows:
+        report.errors.append(
+            f"{bad_rows} rows have invalid spans in column '{column}': each row needs a list (empty when the note "
+            "has none) of {start, end, type} with 0 <= start < end <= the note's length in characters."
+        )
+    # Span types become the tagger's labels and appear in messages: they must look like types, not note text.
+    if len(counts) > 50 or any(len(kind) > 40 for kind in counts):
+        report.errors.append(
+            f"Column '{column}' has {len(counts)} distinct span types, some long: types must be short names "
+            "(NAME, DATE, ...). Check that the type field holds the entity type."
+        )
+        return
+    report.stats.label_counts = dict(sorted(counts.items()))
+    if not counts and not bad_rows:
+        report.errors.append(f"Column '{column}' holds no spans at all: token classification needs some.")
+
+
+def _span_cell_problem(cell, length: int, counts: dict[str, int]) -> str | None:
+    """What is wrong with one row's spans (None when fine); counts the types of a good row. Never quotes the cell."""
+    if isinstance(cell, str) or not isinstance(cell, list | tuple | np.ndarray):
+        kind = "text (upload JSONL or Parquet, where spans are a list)" if isinstance(cell, str) else "missing"
+        return f"spans are {kind}, not a list of {{start, end, type}}"
+    kinds = []
+    for number, span in enumerate(cell, 1):
+        if not isinstance(span, dict) or not {"start", "end", "type"} <= set(span):
+            return f"span {number} is not a {{start, end, type}} object"
+        start, end, kind = span["start"], span["end"], span["type"]
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (start, end)):
+            return f"span {number}: start and end must be whole numbers (character offsets)"
+        if not 0 <= start < end <= length:
+            return f"span {number}: offsets {start}-{end} are not within the text (length {length}) or start >= end"
+        if not isinstance(kind, str) or not kind.strip():
+            return f"span {number}: type must be a non-empty string"
+        kinds.append(kind)
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    return None
+
+
 def _check_ids(df: pd.DataFrame, column: str, report: ValidationReport, problems: list[RowProblem]) -> None:
     ids = df[column]
     for index in ids.isna().to_numpy().nonzero()[0]:
@@ -206,6 +275,7 @@ def _check_patients(df: pd.DataFrame, column: str, report: ValidationReport, pro
 
 TEXT_NAMES = ("text", "note", "notes", "note_text", "clinical_note", "report", "content", "body", "document")
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "specialty", "diagnosis", "outcome", "y")
+SPANS_NAMES = ("spans", "phi_spans", "entities", "ents", "annotations")
 ID_NAMES = ("id", "note_id", "record_id", "doc_id", "document_id", "row_id", "uid")
 PATIENT_NAMES = ("patient_id", "patient", "mrn", "subject_id", "person_id", "pid", "patientid")
 SUBGROUP_NAMES = ("sex", "gender", "age", "age_band", "age_group", "ethnicity", "race")
@@ -221,10 +291,13 @@ def _by_name(columns: list[str], names: tuple[str, ...], taken: set[str]) -> str
 def suggest_mapping(df: pd.DataFrame) -> ColumnMapping:
     """Guess the role of each column from its name, falling back to its values (dtype, length, cardinality)."""
     columns = [str(c) for c in df.columns]
-    strings = [c for c in columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
+    nested = [c for c in columns if df[c].dtype == object and df[c].dropna().map(is_nested).any()]
+    strings = [
+        c for c in columns if c not in nested and (df[c].dtype == object or pd.api.types.is_string_dtype(df[c]))
+    ]
     if not strings:
         raise MedcoreError(f"No text column found; columns are: {', '.join(columns)}. The upload needs notes.")
-    taken: set[str] = set()
+    taken: set[str] = set(nested)  # lists and records are never text, ids or labels
     mean_len = {c: df[c].dropna().astype(str).str.len().mean() for c in strings}
     text = _by_name(columns, TEXT_NAMES, taken) or max(strings, key=lambda c: mean_len.get(c) or 0)
     taken.add(text)
@@ -241,4 +314,10 @@ def suggest_mapping(df: pd.DataFrame) -> ColumnMapping:
         limit = max(20, len(df) // 20)
         candidates = [c for c in columns if c not in taken and 1 < df[c].nunique() <= limit]
         label = min(candidates, key=lambda c: df[c].nunique(), default=None)
-    return ColumnMapping(text=text, label=label, subgroups=subgroups, **found)
+    spans = next((c for c in nested if c.lower().strip() in SPANS_NAMES), None)
+    return ColumnMapping(text=text, label=label, subgroups=subgroups, spans=spans, **found)
+
+
+def is_nested(value) -> bool:
+    """A list, record or array cell (a spans column), which has no place among text or label values."""
+    return isinstance(value, list | tuple | dict) or hasattr(value, "__array__")

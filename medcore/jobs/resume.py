@@ -82,10 +82,11 @@ def _base_model(spec: Any, ws: Workspace):
     """The run's base model with the same classification head shape the trainer built (labels from the dataset)."""
     from medcore.data.manifest import read_manifest
     from medcore.models import load_model
+    from medcore.train.data import head_labels
 
     id2label = None
-    if spec.task == "classification":
-        id2label = dict(enumerate(read_manifest(ws, spec.dataset).label_set))
+    if spec.task != "causal-lm":
+        id2label = dict(enumerate(head_labels(spec.task, read_manifest(ws, spec.dataset).label_set)))
     return load_model(spec.model, spec.task, id2label=id2label, workspace=ws)
 
 

@@ -15,7 +15,13 @@ _EXPORTS = {
     "detect_texts": "medcore.phi.detect",
     "redact_texts": "medcore.phi.redact",
     "redact_file": "medcore.phi.pipeline",
-    "redact_dataset": "medcore.phi.pipeline",
+    "redact_dataset": "medcore.phi.datasets",
+    "read_redaction_report": "medcore.phi.datasets",
+    "ColumnDecision": "medcore.phi.columns",
+    "decide_columns": "medcore.phi.columns",
+    "preview_column_decisions": "medcore.phi.columns",
+    "verify_redaction": "medcore.phi.verify",
+    "RedactionCheck": "medcore.phi.verify",
     "RedactionReport": "medcore.phi.pipeline",
     "RedactionConfig": "medcore.phi.config",
     "build_config": "medcore.phi.config",
@@ -28,10 +34,13 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from medcore.phi.audit import append_audit_record, load_salt, read_audit_log, verify_audit_log  # noqa: F401
+    from medcore.phi.columns import ColumnDecision, decide_columns, preview_column_decisions  # noqa: F401
     from medcore.phi.config import RedactionConfig, build_config  # noqa: F401
+    from medcore.phi.datasets import read_redaction_report, redact_dataset  # noqa: F401
     from medcore.phi.detect import Span, detect_text, detect_texts  # noqa: F401
-    from medcore.phi.pipeline import RedactionReport, redact_dataset, redact_file  # noqa: F401
+    from medcore.phi.pipeline import RedactionReport, redact_file  # noqa: F401
     from medcore.phi.redact import Preview, preview_text, redact_texts  # noqa: F401
+    from medcore.phi.verify import RedactionCheck, verify_redaction  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -33,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Field with the patient id: research-mode dates shift by one offset per patient.",
     )
     parser.add_argument("--workers", type=int, default=1, help=fields["workers"].description)
+    parser.add_argument(
+        "--all-columns",
+        action="store_true",
+        help="Decide every column (identifiers pseudonymised, dates shifted or cut to the year, names and "
+        "addresses dropped or surrogated, free text redacted); without it only --text-field is redacted.",
+    )
+    parser.add_argument("--keep", action="append", default=[], metavar="COL", help="With --all-columns: copy COL.")
+    parser.add_argument("--drop", action="append", default=[], metavar="COL", help="Remove COL from the output.")
     parser.add_argument("--allowlist", type=Path, default=DEFAULT_ALLOWLIST, help=fields["allowlist"].description)
 
 
@@ -47,12 +55,19 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         patient_field=args.patient_field,
         report_path=args.report,
+        all_columns=args.all_columns,
+        keep=args.keep,
+        drop=args.drop,
     )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "none"
     print(
         f"Redacted {report.rows_out} records of {args.input.name} -> {args.output} ({config.mode}, {config.method})."
     )
     print(f"PHI spans: {counts}. Rows with PHI: {report.rows_with_phi}. Empty rows: {report.rows_empty}.")
+    changed = [f"{d.column} {d.action}" for d in report.columns if d.action != "keep" or d.kind != "unchecked"]
+    print(
+        f"Columns: {', '.join(changed)}." + ("" if args.all_columns else " Other columns copied (see --all-columns).")
+    )
     if report.skipped:
         print(
             "Skipped rows: "

@@ -16,6 +16,9 @@ from medcore.errors import MedcoreError
 CONFIG_DIR = Path(__file__).resolve().parent / "resources"
 DEFAULT_ALLOWLIST = CONFIG_DIR / "allowlist.yaml"
 DEFAULT_LEXICON = CONFIG_DIR / "lexicon.yaml"
+# The learned PHI tagger (medcore.phi.tagger), rebuilt by `medcore phi train-tagger`.
+DEFAULT_TAGGER = CONFIG_DIR / "tagger"
+FALLBACK_THRESHOLD = 0.5  # only for a tagger folder with no recorded cross-validated threshold
 
 # i2b2-2014 top-level categories; every detector label maps to one of them.
 CATEGORIES = ("NAME", "PROFESSION", "LOCATION", "AGE", "DATE", "CONTACT", "ID")
@@ -81,7 +84,25 @@ class RedactionConfig(BaseModel):
         description="mask: replace with the category tag, e.g. [DATE]; surrogate: consistent realistic fakes "
         "(research mode only); remove: delete. Default: mask in safe-harbor, surrogate in research.",
     )
-    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="Drop detections scored below this.")
+    score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="Drop rule detections scored below this.")
+    tagger: Path | None = Field(
+        DEFAULT_TAGGER,
+        description="Folder of the learned PHI tagger (adapter + head); the packaged one by default. "
+        "None: rules alone.",
+    )
+    threshold: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="The tagger flags a word when its probability of being PHI is at least this. Lower finds more "
+        "PHI and flags more clinical words. Default: the value chosen by patient-grouped cross-validation on real "
+        "ICU notes, recorded with the tagger (see `medcore phi tagger-info`).",
+    )
+    spacy_ner: bool = Field(
+        False,
+        description="Also accept the general-purpose spaCy NER's people, places and dates (off: on clinical notes "
+        "it mostly tags clinical words; the learned tagger replaces it).",
+    )
     allowlist: Path = Field(DEFAULT_ALLOWLIST, description="YAML allow-list of known false positives.")
     lexicon: Path = Field(DEFAULT_LEXICON, description="YAML word lists the clinical recognizers anchor on.")
     batch_size: int = Field(32, ge=1, le=4096, description="Texts per spaCy nlp.pipe batch.")
@@ -119,6 +140,10 @@ class AllowList(BaseModel):
     model_config = ConfigDict(extra="forbid")
     eponyms: list[str] = Field(default_factory=list, description="Eponyms, scales, devices and drug names.")
     clinical_terms: list[str] = Field(default_factory=list, description="Abbreviations and section words.")
+    clinical_vocabulary: list[str] = Field(
+        default_factory=list,
+        description="Nursing and ICU words and shorthand; they veto unsure name and place guesses.",
+    )
     patterns: list[str] = Field(default_factory=list, description="Full-match regexes (scores, vitals, durations).")
 
     @functools.cached_property
@@ -128,6 +153,11 @@ class AllowList(BaseModel):
     @functools.cached_property
     def eponym_words(self) -> frozenset[str]:
         return frozenset(w.lower() for w in self.eponyms)
+
+    @functools.cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word that is not a name or place on its own: clinical terms, vocabulary and eponyms."""
+        return self.words | frozenset(w.lower() for w in self.clinical_vocabulary)
 
     @functools.cached_property
     def common_words(self) -> frozenset[str]:

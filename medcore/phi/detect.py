@@ -86,7 +86,9 @@ def make_presidio_offline() -> None:
         email_recognizer.tldextract = types.SimpleNamespace(extract=offline, TLDExtract=tldextract.TLDExtract)
 
 
-def create_nlp_engine(ner_labels: dict[str, str] | None = None, score: float = SPACY_SCORE, fast: bool = False):
+def create_nlp_engine(
+    ner_labels: dict[str, str] | None = None, score: float = SPACY_SCORE, fast: bool = False, ner: bool = True
+):
     """Presidio's spaCy NlpEngine (via NlpEngineProvider) on the packaged small English pipeline.
 
     fast: run only spaCy's NER (its own embedding layer) and skip lemmas, which only Presidio's context
@@ -137,7 +139,7 @@ def create_nlp_engine(ner_labels: dict[str, str] | None = None, score: float = S
     engine = NlpEngineProvider(nlp_engines=engines, nlp_configuration=configuration).create_engine()
     if fast:
         nlp = engine.nlp["en"]
-        for pipe in ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer"):
+        for pipe in ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer") + (() if ner else ("ner",)):
             if pipe in nlp.pipe_names:
                 nlp.disable_pipe(pipe)
         nlp.max_length = PIECE_CHARS + 1
@@ -152,17 +154,21 @@ class NoContextEnhancer:
 
 
 @functools.lru_cache(maxsize=4)
-def get_analyzer(lexicon_path: Path | None = None):
-    """The MedCore AnalyzerEngine, built once per process and lexicon."""
+def get_analyzer(lexicon_path: Path | None = None, spacy_ner: bool = False):
+    """The MedCore AnalyzerEngine, built once per process, lexicon and NER choice.
+
+    Without spaCy NER the pipeline only tokenises (Presidio needs its artifacts), which is several times faster.
+    """
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
     make_presidio_offline()
-    nlp_engine = create_nlp_engine(fast=True)
+    nlp_engine = create_nlp_engine(fast=True, ner=spacy_ner)
     registry = RecognizerRegistry(supported_languages=["en"])
-    registry.add_recognizer(
-        SpacyRecognizer(supported_entities=sorted(set(SPACY_LABELS.values())), ner_strength=SPACY_SCORE)
-    )
+    if spacy_ner:
+        registry.add_recognizer(
+            SpacyRecognizer(supported_entities=sorted(set(SPACY_LABELS.values())), ner_strength=SPACY_SCORE)
+        )
     lexicon = load_lexicon(lexicon_path or RedactionConfig().lexicon)
     for recognizer in build_recognizers(lexicon) + build_general_recognizers(lexicon):
         registry.add_recognizer(recognizer)
@@ -197,16 +203,45 @@ def split_text(text: str, limit: int = PIECE_CHARS) -> list[tuple[int, str]]:
 
 
 def detect_texts(texts: Iterable[str], config: RedactionConfig | None = None) -> Iterator[list[Span]]:
-    """PHI spans for each text, in order, batched through spaCy's nlp.pipe (long texts in pieces)."""
+    """PHI spans for each text, in order: rules (Presidio) and the learned tagger, decided by medcore.phi.ensemble.
+
+    Texts are processed in batches of `config.batch_size`; spaCy runs long texts in pieces, the tagger in windows.
+    """
+    from medcore.phi.ensemble import combine_spans
+
     config = config or RedactionConfig()
-    analyzer = get_analyzer(config.lexicon)
     allow = load_allowlist(config.allowlist)
+    tagger, threshold = tagger_for(config)
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text if isinstance(text, str) else "")
+        if len(batch) >= config.batch_size:
+            yield from detect_batch(batch, config, allow, tagger, threshold, combine_spans)
+            batch = []
+    if batch:
+        yield from detect_batch(batch, config, allow, tagger, threshold, combine_spans)
+
+
+def tagger_for(config: RedactionConfig):
+    """(tagger, threshold), or (None, None) when the config turns the tagger off."""
+    if config.tagger is None:
+        return None, None
+    from medcore.phi.tagger import load_tagger, resolve_threshold
+
+    return load_tagger(config.tagger), resolve_threshold(config)
+
+
+def detect_batch(texts: list[str], config, allow, tagger, threshold, combine) -> Iterator[list[Span]]:
+    tagged = tagger.tag_texts(texts, threshold) if tagger else [[] for _ in texts]
+    for text, rules, guesses in zip(texts, detect_rules(texts, config, allow), tagged, strict=True):
+        yield combine(text, rules, guesses, allow)
+
+
+def detect_rules(texts: list[str], config: RedactionConfig, allow: AllowList) -> Iterator[list[Span]]:
+    """Rule (and optional spaCy NER) detections per text, allow-listed and trimmed, batched through nlp.pipe."""
+    analyzer = get_analyzer(config.lexicon, config.spacy_ner)
     # A list, not a generator: Presidio's process_batch walks its input once to validate the tuples.
-    pieces = [
-        (piece, (index, offset))
-        for index, text in enumerate(texts)
-        for offset, piece in split_text(text if isinstance(text, str) else "")
-    ]
+    pieces = [(piece, (index, offset)) for index, text in enumerate(texts) for offset, piece in split_text(text)]
     stream = analyzer.nlp_engine.process_batch(pieces, "en", batch_size=config.batch_size, as_tuples=True)
     current, found, seen = 0, [], False
     for piece, artifacts, (index, offset) in stream:
@@ -232,7 +267,7 @@ def detect_text(text: str, config: RedactionConfig | None = None) -> list[Span]:
 
 
 def postprocess(text: str, results, allow: AllowList) -> list[Span]:
-    """Analyzer results -> categorised, trimmed, allow-listed, propagated and merged spans."""
+    """Analyzer results -> categorised, trimmed, allow-listed spans (medcore.phi.ensemble propagates and merges)."""
     rules, ner = [], []
     for result in results:
         category = SUBTYPE_CATEGORY.get(result.entity_type)
@@ -252,8 +287,7 @@ def postprocess(text: str, results, allow: AllowList) -> list[Span]:
         if span.recognizer == NER_NAME and not plausible_ner(text, span):
             continue
         spans.append(span)
-    spans.extend(propagate_names(text, spans, allow))
-    return merge_spans(spans)
+    return spans
 
 
 def split_ner_span(text: str, span: Span) -> list[Span]:

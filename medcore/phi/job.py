@@ -17,6 +17,7 @@ from pathlib import Path
 
 from medcore.errors import MedcoreError
 from medcore.jobs.procs import is_alive, proc_ref
+from medcore.phi.config import build_config
 from medcore.rundir import read_json, write_json_atomic
 from medcore.workspace import Workspace
 
@@ -27,18 +28,41 @@ def jobs_dir(ws: Workspace) -> Path:
     return ws.root / "jobs"
 
 
-def start_redaction(ws: Workspace, name: str, mode: str, method: str | None, out_name: str | None = None) -> str:
-    """Check the request, then start the redaction in its own process session; returns the job id at once."""
-    from medcore.data.manifest import check_dataset_name, dataset_dir, read_manifest
+def start_redaction(
+    ws: Workspace,
+    name: str,
+    mode: str,
+    method: str | None,
+    out_name: str | None = None,
+    *,
+    keep: list[str] | None = None,
+    drop: list[str] | None = None,
+    not_phi: list[str] | None = None,
+    threshold: float | None = None,
+) -> str:
+    """Check the request, then start the redaction in its own process session; returns the job id at once.
 
-    read_manifest(ws, name)  # a missing dataset fails here, in the caller, with the list of datasets
+    keep, drop, not_phi: column overrides, as for redact_dataset (preview them with preview_column_decisions).
+    threshold: the PHI tagger's threshold (None: the tagger's cross-validated default).
+    """
+    from medcore.data.manifest import check_dataset_name, dataset_dir, read_manifest
+    from medcore.phi.columns import check_overrides, with_not_phi
+
+    manifest = read_manifest(ws, name)  # a missing dataset fails here, in the caller, with the list of datasets
+    overrides = {"keep": sorted(keep or []), "drop": sorted(drop or []), "not_phi": sorted(not_phi or [])}
+    mapping = with_not_phi(manifest.mapping, overrides["not_phi"])
+    if manifest.columns:  # the full check (with the sampled values) runs in the job
+        check_overrides(manifest.columns, mapping, overrides["keep"], overrides["drop"])
     out_name = check_dataset_name(out_name or f"{name}-redacted"[:64])
     if dataset_dir(ws, out_name).exists():
         raise MedcoreError(f"Dataset '{out_name}' already exists. Pick another output name or delete it first.")
     job_id = f"redact-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     folder = jobs_dir(ws) / job_id
     folder.mkdir(parents=True)
-    write_json_atomic(folder / "request.json", {"dataset": name, "mode": mode, "method": method, "out_name": out_name})
+    build_config(mode=mode, method=method, threshold=threshold)  # bad settings fail here, before any process
+    request = {"dataset": name, "mode": mode, "method": method, "out_name": out_name, "threshold": threshold}
+    request.update(overrides)
+    write_json_atomic(folder / "request.json", request)
     write_json_atomic(folder / "status.json", {"state": "queued", "done": 0, "total": None, "started_at": time.time()})
     with open(folder / "job.log", "ab") as log:
         proc = subprocess.Popen(
@@ -60,7 +84,9 @@ def redaction_status(ws: Workspace, job_id: str) -> dict:
         time.sleep(0.2)  # the process may have written its result just before exiting
         status = read_json(folder / "status.json") or status
         if status.get("state") in ("queued", "running"):
-            status = _update(folder, state="failed", error="The redaction process ended without a result; see job.log.")
+            status = _update(
+                folder, state="failed", error="The redaction process ended without a result; see job.log."
+            )
     return status
 
 
@@ -72,7 +98,7 @@ def _update(folder: Path, **fields) -> dict:
 
 
 def run_job(folder: Path) -> int:
-    from medcore.phi.pipeline import redact_dataset
+    from medcore.phi.datasets import redact_dataset
 
     request = read_json(folder / "request.json")
     ws = Workspace(folder.parent.parent)
@@ -87,7 +113,9 @@ def run_job(folder: Path) -> int:
 
     try:
         manifest = redact_dataset(ws, request["dataset"], request["mode"], request["method"],
-                                  out_name=request["out_name"], progress=progress)  # fmt: skip
+                                  out_name=request["out_name"], progress=progress, keep=request.get("keep", []),
+                                  drop=request.get("drop", []), not_phi=request.get("not_phi", []),
+                                  threshold=request.get("threshold"))  # fmt: skip
     except MedcoreError as exc:
         _update(folder, state="failed", error=str(exc), ended_at=time.time())
         print(f"redaction failed: {exc}", file=sys.stderr)

@@ -58,8 +58,9 @@ def last_names() -> frozenset[str]:
 
 
 def starts_with_first_name(text: str) -> bool:
+    """A given name then a surname: "pt had small" is prose even though Small is a surname."""
     words = text.lower().split()
-    return words[0] in first_names() or words[-1] in last_names()
+    return len(words) > 1 and words[0] in first_names() and words[-1] in last_names()
 
 
 def has_digit(text: str) -> bool:
@@ -140,7 +141,13 @@ def name_rules(lex: Lexicon) -> list[Rule]:
             r"(?:\b(?:MD|DO|RN|NP|PA-C|PhD)|[A-Z][a-z]+),? \((?P<phi>[a-z][a-z0-9]*(?:[._][a-z0-9]+)*)\)",
             0.9,
         ),
-        Rule("signoff_username", "USERNAME", r"(?m)(?<=[a-z]\. )(?P<phi>[a-z]+[0-9]*(?:[._][a-z0-9]+)*)[ \t]*$", 0.9),
+        # A sign-off user name has a digit, dot or underscore: a bare lower-case word ending a line is prose.
+        Rule(
+            "signoff_username",
+            "USERNAME",
+            r"(?m)(?<=[a-z]\. )(?P<phi>[a-z]+(?:[0-9]+(?:[._][a-z0-9]+)*|(?:[._][a-z0-9]+)+))[ \t]*$",
+            0.9,
+        ),
         Rule("line_last_first", "PATIENT", rf"(?m)^(?P<phi>(?:{CAP}|[A-Z]{{2,}}), {CAP})(?= \||[ \t]*$|,)", 0.9),
         Rule("cue_name", "PERSON", rf"\b(?i:{cues})\b[ \t]*(?::|-|,|\bis\b|\bwas\b)?[ \t]*(?P<phi>{NAME})", 0.9),
         Rule(

@@ -88,8 +88,10 @@ def render_shifted(match: re.Match, days: int) -> str | None:
         new = dt.date(year, month, int(g["d"]) if g.get("d") else 15) + dt.timedelta(days=days)
     except (TypeError, ValueError):
         return None
+    # 2023-03-14, 03/14/2023: a numeric date written with two-digit fields keeps two-digit fields (14 -> 04).
+    padded = len(g.get("m") or "") == 2 and len(g.get("d") or "") == 2
     parts = sorted(
-        (*match.span(name), render_part(name, g[name], new)) for name in ("y", "m", "d", "mon") if g.get(name)
+        (*match.span(name), render_part(name, g[name], new, padded)) for name in ("y", "m", "d", "mon") if g.get(name)
     )
     pieces, position = [], match.start()
     for start, end, part in parts:
@@ -102,13 +104,13 @@ def render_shifted(match: re.Match, days: int) -> str | None:
     return text
 
 
-def render_part(name: str, old: str, new: dt.date) -> str:
+def render_part(name: str, old: str, new: dt.date, padded: bool = False) -> str:
     if name == "y":
         return f"{new.year % 100:02d}" if len(old) == 2 else str(new.year)
     if name == "m":
         return f"{new.month:02d}" if len(old) == 2 else str(new.month)
     if name == "d":
-        return f"{new.day:02d}" if len(old) == 2 and old.startswith("0") else str(new.day)
+        return f"{new.day:02d}" if len(old) == 2 and (padded or old.startswith("0")) else str(new.day)
     full = calendar.month_name[new.month]
     abbr = "Sept" if new.month == 9 and old.lower().startswith("sept") else calendar.month_abbr[new.month]
     return match_case(old, full if len(old.rstrip(".")) > 4 or old.lower() in ("june", "july") else abbr)

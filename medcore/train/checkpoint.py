@@ -15,6 +15,7 @@ import torch
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json, write_json_atomic
 from medcore.train.distributed import DistContext, barrier
+from medcore.train.token_windows import TAG_FILE
 
 DS_TAG = "deepspeed"  # the DeepSpeed sub-folder of a checkpoint (its own layout: model/optimizer shards per rank)
 TRAINER_STATE = "trainer_state.json"
@@ -47,10 +48,13 @@ def _trainable_state_dict(engine, ctx: DistContext) -> dict[str, torch.Tensor] |
     return {n: p.detach().cpu().clone() for n, p in named} if ctx.is_main else None
 
 
-def save_adapter(engine, ctx: DistContext, target: Path, tokenizer=None) -> None:
+def save_adapter(
+    engine, ctx: DistContext, target: Path, tokenizer=None, extra_json: dict[str, Any] | None = None
+) -> None:
     """The trained weights in Hugging Face format: a PEFT adapter (LoRA) or the whole model (full fine-tune).
 
     Collective (call on every rank); rank 0 writes into a temp folder and renames it over `target`.
+    `extra_json` ({file name: data}) is written alongside, e.g. the tag names of a token classifier.
     """
     state = _trainable_state_dict(engine, ctx)
     if not ctx.is_main:
@@ -65,6 +69,8 @@ def save_adapter(engine, ctx: DistContext, target: Path, tokenizer=None) -> None
         model.save_pretrained(tmp, state_dict={**full, **state})
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
+    for name, data in (extra_json or {}).items():
+        write_json_atomic(tmp / name, data)
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
@@ -132,9 +138,11 @@ def load_checkpoint(engine, ctx: DistContext, path: Path) -> dict[str, Any]:
 def export_merged(adapter_dir: Path, base_source, task: str, target: Path, model_kwargs: dict | None = None) -> Path:
     """Base model + adapter merged into plain weights (for servers without LoRA support). Rank 0 only."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+    from medcore.models import auto_model_class
+
+    auto = auto_model_class(task)
     kwargs = model_kwargs or {}
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     base = auto.from_pretrained(config.get("base_model_name_or_path") or base_source, **kwargs)
@@ -145,6 +153,8 @@ def export_merged(adapter_dir: Path, base_source, task: str, target: Path, model
     AutoTokenizer.from_pretrained(
         adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_source
     ).save_pretrained(tmp)
+    if (adapter_dir / TAG_FILE).exists():  # a token classifier's tags and windows go with its weights
+        shutil.copyfile(adapter_dir / TAG_FILE, tmp / TAG_FILE)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target

@@ -1,4 +1,4 @@
-"""Tokenise a workspace dataset, pack (causal LM) or length-group (classification) it, and plan each rank's batches.
+"""Tokenise a workspace dataset, pack (causal LM), window (token classification) or length-group it; plan batches.
 
 The plan is a pure function of (seed, epoch, world size, accumulation): every rank computes the same plan,
 so resuming at step N needs no sampler state, and the loss can be normalised by the global count of
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-IGNORE = -100  # label value cross-entropy skips: prompt tokens and padding
+from medcore.train.token_windows import IGNORE, as_span, bio_tags, default_stride, encode_windows, window_labels
+
 GROUP_FACTOR = (
     50  # length grouping sorts within windows of 50 micro-batches: short and long notes rarely share a batch
 )
@@ -23,7 +24,7 @@ class Unit:
     """One training row: a single example, or several packed examples (causal LM)."""
 
     input_ids: list[int]
-    labels: list[int] | int  # token labels (causal LM) or class index (classification)
+    labels: list[int] | int  # token labels (causal LM, token classification) or class index (classification)
     position_ids: list[int] | None = None  # restart at 0 per packed example: attention stays within each example
     targets: int = 1  # tokens (or samples) the loss is averaged over
 
@@ -38,6 +39,33 @@ def tokenize_classification(
     index = {label: i for i, label in enumerate(label_set)}
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
     return [Unit(ids, index[str(label)]) for ids, label in zip(encoded, labels, strict=True)]
+
+
+def tokenize_spans(
+    texts: list[str], spans: list[list], tag_names: list[str], tokenizer, max_length: int
+) -> list[Unit]:
+    """One unit per window of each text; only the pieces a window owns are labelled, so each counts once."""
+    tag_index = {tag: i for i, tag in enumerate(tag_names)}
+    units = []
+    for text, row_spans in zip(texts, spans, strict=True):
+        row_spans = [as_span(s) for s in row_spans]
+        for window in encode_windows(tokenizer, text, max_length, default_stride(max_length)):
+            first, last = window.owned
+            labels = [
+                label if first <= i < last else IGNORE
+                for i, label in enumerate(window_labels(window, row_spans, tag_index))
+            ]
+            targets = sum(label != IGNORE for label in labels)
+            if targets:
+                units.append(Unit(window.input_ids, labels, targets=targets))
+    return units
+
+
+def head_labels(task: str, label_set: list[str]) -> list[str]:
+    """The outputs of the model's head: the classes, the BIO tags of the span types, or none (causal LM)."""
+    if task == "classification":
+        return list(label_set)
+    return bio_tags(list(label_set)) if task == "token-classification" else []
 
 
 def format_prompt(prompt: str, context: str | None) -> str:
@@ -188,7 +216,10 @@ def eval_batches(
 
 
 def load_units(spec, ws, tokenizer, split: str, label_set: list[str]) -> list[Unit]:
-    """Tokenised units of one split of the spec's dataset (packed for causal LM when spec.pack)."""
+    """Tokenised units of one split of the spec's dataset (packed for causal LM when spec.pack).
+
+    `label_set` is the head's outputs (head_labels): classes, or BIO tags for token classification.
+    """
     from medcore.data.manifest import load_split, read_manifest
 
     mapping = read_manifest(ws, spec.dataset).mapping
@@ -200,6 +231,10 @@ def load_units(spec, ws, tokenizer, split: str, label_set: list[str]) -> list[Un
         return tokenize_classification(
             texts, frame[mapping.label].astype(str).tolist(), label_set, tokenizer, spec.max_length
         )
+    if spec.task == "token-classification":
+        texts = frame[mapping.text].fillna("").astype(str).tolist()
+        spans = [list(v) if v is not None else [] for v in frame[mapping.spans]]
+        return tokenize_spans(texts, spans, label_set, tokenizer, spec.max_length)
     has_context = mapping.text in frame and mapping.text not in (mapping.prompt, mapping.response)
     contexts = frame[mapping.text].fillna("").astype(str).tolist() if has_context else None
     units = tokenize_instructions(

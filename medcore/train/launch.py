@@ -25,11 +25,14 @@ def new_run_id(spec: RunSpec) -> str:
 
 
 def _record_override(spec: RunSpec, ws: Workspace, run_id: str) -> None:
-    """Training on an unredacted dataset is allowed only when asked for, and always leaves an audit record."""
-    from medcore.data.manifest import read_manifest
+    """Training on a dataset without a proven redaction is allowed only when asked for, and always leaves an audit
+    record (a manifest merely marked "redacted" is not proof: medcore.phi.verify)."""
+    from medcore.data.manifest import dataset_dir, read_manifest
+    from medcore.phi.verify import dataset_content_hash, verify_redaction
 
     manifest = read_manifest(ws, spec.dataset)
-    if manifest.redaction.status == "redacted":
+    check = verify_redaction(ws, spec.dataset, manifest)
+    if check.ok:
         return
     from medcore.phi.audit import append_audit_record
 
@@ -37,9 +40,10 @@ def _record_override(spec: RunSpec, ws: Workspace, run_id: str) -> None:
         ws,
         "redaction_override",
         dataset=spec.dataset,
-        content_hash=manifest.content_hash,
+        content_hash=dataset_content_hash(dataset_dir(ws, spec.dataset)),  # the files trained on, not the manifest
         run_id=run_id,
         reason="allow_unredacted",
+        unverified=check.problem,
     )
     write_json_atomic(
         ws.runs / run_id / "redaction_override.json", {"audit_hash": record["hash"], "seq": record["seq"]}

@@ -11,12 +11,14 @@ import torch
 
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json
-from medcore.train.data import IGNORE, BatchPlan, Unit, eval_batches, load_units
+from medcore.train.data import IGNORE, BatchPlan, Unit, eval_batches, head_labels, load_units
 from medcore.train.distributed import DistContext, all_reduce_sum, barrier
 from medcore.train.metrics import (
     MetricsWriter,
     classification_counts,
     score_classification,
+    score_token_phi,
+    token_phi_counts,
     warmup_cosine,
 )
 from medcore.train.spec import RunSpec
@@ -36,7 +38,7 @@ class Job:
     ws: Workspace
     ctx: DistContext
     tokenizer: Any
-    label_set: list[str]
+    label_set: list[str]  # the head's outputs: classes, or BIO tags (token classification); empty for causal LM
     plan: BatchPlan
     eval_units: list[Unit]
     total_steps: int
@@ -62,7 +64,7 @@ def build_model(spec: RunSpec, ws: Workspace, label_set: list[str]):
     from medcore.train.presets import load_lora_preset
 
     torch.manual_seed(spec.seed)  # the new classifier head and LoRA weights start identical on every rank
-    id2label = dict(enumerate(label_set)) if spec.task == "classification" else None
+    id2label = dict(enumerate(label_set)) if label_set else None
     model = load_model(spec.model, spec.task, id2label=id2label, workspace=ws)
     model.config.use_cache = False  # a KV cache would also switch off packed-sequence attention masking
     if spec.gradient_checkpointing:
@@ -99,6 +101,11 @@ def forward_loss(job: Job, batch: dict) -> tuple[torch.Tensor, Any]:
     if job.spec.task == "classification":
         logits = job.engine(**inputs).logits.float()
         return torch.nn.functional.cross_entropy(logits, labels, reduction="sum"), logits
+    if job.spec.task == "token-classification":
+        logits = job.engine(**inputs).logits.float()  # (batch, tokens, tags)
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        ), logits
     # Position t predicts token t+1. Only positions with a target get logits: the vocabulary projection is the
     # costliest layer of a small model, and prompt/padding positions would be thrown away by the loss anyway.
     targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
@@ -138,10 +145,12 @@ def train_step(job: Job, step: int) -> dict[str, float]:
 
 
 def evaluate(job: Job) -> dict[str, float]:
-    """Validation loss (and accuracy / macro F1 for classification), exact over all ranks."""
+    """Validation loss (and accuracy / macro F1 for classification, token PHI-vs-O precision / recall / F1 for
+    token classification), exact over all ranks: counts are summed over ranks before scoring."""
     engine, spec = job.engine, job.spec
     n = len(job.label_set)
-    sums = [0.0, 0.0, 0.0] + [0.0] * (3 * n if spec.task == "classification" else 0)
+    extra_counts = {"classification": 3 * n, "token-classification": 3}.get(spec.task, 0)
+    sums = [0.0, 0.0, 0.0] + [0.0] * extra_counts
     engine.eval()
     with torch.no_grad():
         for batch, counted in eval_batches(
@@ -153,14 +162,20 @@ def evaluate(job: Job) -> dict[str, float]:
             sums[0] += summed.item()
             sums[1] += batch["targets"]
             sums[2] += batch["samples"]
-            if spec.task == "classification":
-                extra = classification_counts(logits, batch["labels"].to(logits.device), n)
+            if extra_counts:
+                labels = batch["labels"].to(logits.device)
+                if spec.task == "classification":
+                    extra = classification_counts(logits, labels, n)
+                else:
+                    extra = token_phi_counts(logits, labels)
                 sums[3:] = [a + b for a, b in zip(sums[3:], extra, strict=True)]
     engine.train()
     totals = all_reduce_sum(sums, job.ctx)
     result = {"eval_loss": totals[0] / max(totals[1], 1)}
     if spec.task == "classification":
         result.update(score_classification(totals[3:], n, totals[2]))
+    elif spec.task == "token-classification":
+        result.update(score_token_phi(totals[3:]))
     else:
         result["eval_perplexity"] = math.exp(min(result["eval_loss"], 50.0))
     return result
@@ -176,7 +191,7 @@ def prepare_job(rd: RunDir, ctx: DistContext) -> Job:
         resolve_model_path(spec.model, ws)  # builds tiny-llama once; ranks racing to build it read half-written files
     barrier()
     tokenizer = load_tokenizer(spec.model, ws)
-    label_set = [str(x) for x in read_manifest(ws, spec.dataset).label_set] if spec.task == "classification" else []
+    label_set = head_labels(spec.task, [str(x) for x in read_manifest(ws, spec.dataset).label_set])
     units = load_units(spec, ws, tokenizer, "train", label_set)
     plan = BatchPlan(units, spec.micro_batch, spec.grad_accum, ctx.world_size, spec.seed)
     if plan.steps_per_epoch == 0:

@@ -42,9 +42,12 @@ def resolve_target_modules(model, target: str | list[str], model_name: str = "mo
     present = linear_layer_names(model)
     available = ", ".join(present) or "none"
     if target == "all-linear":
-        if not [n for n in present if n not in HEAD_NAMES]:
+        body = [n for n in present if n not in HEAD_NAMES]
+        if not body:
             raise MedcoreError(f"Model '{model_name}' has no linear layers for LoRA 'all-linear'.")
-        return "all-linear"
+        # Named explicitly: peft's own "all-linear" keeps only a causal LM's output layer out, and a token
+        # classifier's head must stay out of LoRA (it is trained in full through modules_to_save).
+        return body
     if isinstance(target, str) and target not in ("auto", "query-value"):
         target = [t.strip() for t in target.split(",") if t.strip()]
     if isinstance(target, list):
@@ -67,8 +70,15 @@ def resolve_target_modules(model, target: str | list[str], model_name: str = "mo
 
 
 def lora_config_for(model, preset: LoraPresetConfig, task: str, model_name: str = "model"):
-    """The peft LoraConfig for `model`; classification heads are trained in full via task_type SEQ_CLS."""
+    """The peft LoraConfig for `model`; classification heads are trained in full via task_type SEQ_CLS / TOKEN_CLS
+    (peft adds the `classifier` to modules_to_save, so the saved adapter holds the head too)."""
     from peft import LoraConfig, TaskType
+
+    task_types = {
+        "classification": TaskType.SEQ_CLS,
+        "token-classification": TaskType.TOKEN_CLS,
+        "causal-lm": TaskType.CAUSAL_LM,
+    }
 
     return LoraConfig(
         r=preset.r,
@@ -76,7 +86,7 @@ def lora_config_for(model, preset: LoraPresetConfig, task: str, model_name: str 
         lora_dropout=preset.dropout,
         bias=preset.bias,
         target_modules=resolve_target_modules(model, preset.target_modules, model_name),
-        task_type=TaskType.SEQ_CLS if task == "classification" else TaskType.CAUSAL_LM,
+        task_type=task_types[task],
     )
 
 
@@ -92,7 +102,9 @@ def apply_lora(model, preset: LoraPresetConfig | None, task: str, model_name: st
 def build_meta_model(source, task: str, num_labels: int | None = None):
     """The model's architecture on the meta device (no weights read): enough to list its layers cheaply."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoConfig
+
+    from medcore.models import auto_model_class
 
     try:
         config = AutoConfig.from_pretrained(source, **({"num_labels": num_labels} if num_labels else {}))
@@ -100,7 +112,7 @@ def build_meta_model(source, task: str, num_labels: int | None = None):
         raise MedcoreError(
             f"Cannot read the model config of '{source}': give a local model folder or registry name."
         ) from None
-    auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
+    auto = auto_model_class(task)
     try:
         with torch.device("meta"):
             return auto.from_config(config)

@@ -55,10 +55,11 @@ def count_parameters(spec: RunSpec, ws: Workspace) -> tuple[int, int, object]:
     from medcore.train.presets import load_lora_preset
 
     num_labels = None
-    if spec.task == "classification":
+    if spec.task != "causal-lm":
         from medcore.data.manifest import read_manifest
+        from medcore.train.data import head_labels
 
-        num_labels = max(2, len(read_manifest(ws, spec.dataset).label_set))
+        num_labels = max(2, len(head_labels(spec.task, read_manifest(ws, spec.dataset).label_set)))
     model = build_meta_model(resolve_model_path(spec.model, ws), spec.task, num_labels)
     model = apply_lora(model, load_lora_preset(spec.lora), spec.task, spec.model)
     total = sum(p.numel() for p in model.parameters())
@@ -123,8 +124,9 @@ def estimate_memory(spec: RunSpec, ws: Workspace | None = None, available_bytes:
         "activations": _activation_bytes(spec, config, weight_bytes),
         "runtime": CUDA_RUNTIME_BYTES if device == "cuda" else CPU_RUNTIME_BYTES,
     }
-    estimate = MemoryEstimate(device=device, per_rank_bytes=per_rank, host_offload_bytes=int(host),
-                              ranks_on_node=spec.nproc_per_node)
+    estimate = MemoryEstimate(
+        device=device, per_rank_bytes=per_rank, host_offload_bytes=int(host), ranks_on_node=spec.nproc_per_node
+    )
     estimate.available_bytes = _available(device) if available_bytes is None else available_bytes
     estimate.fits = estimate.node_total <= HEADROOM * estimate.available_bytes
     estimate.summary = _describe(estimate, total, trainable, stage)

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from medcore.train.token_windows import IGNORE
+
 
 class MetricsWriter:
     """Appends one JSON object per line to metrics.jsonl and flushes it, so readers (store, console) see it at once.
@@ -78,6 +80,27 @@ def score_classification(counts: list[float], num_labels: int, samples: float) -
             continue  # class absent from both predictions and labels: scikit-learn's labels=present behaviour
         f1s.append(2 * tp[c] / (2 * tp[c] + fp[c] + fn[c]))
     return {"eval_accuracy": sum(tp) / samples if samples else 0.0, "eval_f1": sum(f1s) / len(f1s) if f1s else 0.0}
+
+
+PHI_THRESHOLD = 0.5  # eval: a token is PHI when 1 - P(O) >= 0.5, decode_spans' rule at threshold 0.5
+
+
+def token_phi_counts(logits: torch.Tensor, labels: torch.Tensor, outside: int = 0) -> list[float]:
+    """[tp, fp, fn] of "any PHI vs O" over the labelled tokens of one batch; summed over batches and ranks."""
+    keep = labels != IGNORE
+    predicted = (1.0 - torch.softmax(logits.float(), dim=-1)[..., outside] >= PHI_THRESHOLD)[keep]
+    gold = labels[keep] != outside
+    return [float((predicted & gold).sum()), float((predicted & ~gold).sum()), float((~predicted & gold).sum())]
+
+
+def score_token_phi(counts: list[float]) -> dict[str, float]:
+    """Token-level precision, recall and F1 of PHI vs O from summed [tp, fp, fn] (0 when undefined)."""
+    tp, fp, fn = counts
+    return {
+        "eval_precision": tp / (tp + fp) if tp + fp else 0.0,
+        "eval_recall": tp / (tp + fn) if tp + fn else 0.0,
+        "eval_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+    }
 
 
 def improved(metric: str, value: float, best: float | None) -> bool:

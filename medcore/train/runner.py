@@ -23,6 +23,7 @@ from medcore.train.loop import (
     train_step,
 )
 from medcore.train.metrics import MetricsWriter, improved, peak_mem_mb
+from medcore.train.token_windows import TAG_FILE, TagFile, default_stride
 
 
 def resume_from_checkpoint(job: Job) -> int:
@@ -131,7 +132,11 @@ def finish(job: Job, step: int) -> None:
         if job.ctx.is_main:
             job.metrics.write(record)
     target = job.rd.adapter if job.spec.lora != "full" else job.rd.path / "model"
-    ckpt.save_adapter(job.engine, job.ctx, target, job.tokenizer)
+    extra = None
+    if job.spec.task == "token-classification":
+        tags = TagFile(job.label_set, job.spec.max_length, default_stride(job.spec.max_length))
+        extra = {TAG_FILE: tags.as_json()}  # inference rebuilds the head and the windows from it
+    ckpt.save_adapter(job.engine, job.ctx, target, job.tokenizer, extra_json=extra)
     if job.ctx.is_main and job.spec.export_merged and job.spec.lora != "full":
         id2label = dict(enumerate(job.label_set))
         kwargs = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if job.label_set else {}

@@ -21,8 +21,10 @@ class RunSpec(BaseModel):
 
     name: str | None = Field(None, description="Short label for the run; the run id starts with it.")
     model: str = Field("minilm", description="Registry name (minilm, tiny-llama), a local model folder, or a hub id.")
-    task: Literal["classification", "causal-lm"] = Field(
-        "classification", description="classification (text -> label) or causal-lm (prompt -> response)."
+    task: Literal["classification", "causal-lm", "token-classification"] = Field(
+        "classification",
+        description="classification (text -> label), causal-lm (prompt -> response) or token-classification "
+        "(text -> typed character spans, BIO-tagged word pieces: clinical NER / PHI tagging).",
     )
     dataset: str = Field(description="Workspace dataset name (see `medcore data list`).")
     lora: str = Field("default", description="LoRA preset name in configs/lora, a YAML path, or `full` (no LoRA).")
@@ -40,7 +42,11 @@ class RunSpec(BaseModel):
     )
     epochs: float = Field(1.0, gt=0, description="Passes over the training split (ignored when max_steps is set).")
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps to run; overrides epochs.")
-    max_length: int = Field(256, description="Longest sequence in tokens; longer texts are truncated.")
+    max_length: int = Field(
+        256,
+        description="Longest sequence in tokens; longer texts are truncated (token-classification: cut into "
+        "windows overlapping by a quarter).",
+    )
     pack: bool = Field(True, description="causal-lm: pack several examples into each row (no padding waste).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")

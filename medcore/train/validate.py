@@ -12,6 +12,7 @@ from medcore.workspace import Workspace
 EVAL_METRICS = {
     "classification": ("eval_loss", "eval_accuracy", "eval_f1"),
     "causal-lm": ("eval_loss", "eval_perplexity"),
+    "token-classification": ("eval_loss", "eval_precision", "eval_recall", "eval_f1"),
 }
 MIN_MAX_LENGTH = 8  # below this a prompt template plus one answer token does not fit
 
@@ -78,11 +79,10 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[st
         problems.append(str(exc).rstrip("."))
         return None
     mapping = manifest.mapping
-    roles = (
-        {"text": mapping.text, "label": mapping.label}
-        if spec.task == "classification"
-        else {"prompt": mapping.prompt, "response": mapping.response}
-    )
+    roles = {
+        "classification": {"text": mapping.text, "label": mapping.label},
+        "token-classification": {"text": mapping.text, "spans": mapping.spans},
+    }.get(spec.task, {"prompt": mapping.prompt, "response": mapping.response})
     columns = ", ".join(c for c in manifest.columns if c != "source_row")
     for role, column in roles.items():
         if not column:
@@ -107,11 +107,13 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[st
                     f"{split} split of '{spec.dataset}' has labels outside the label set "
                     f"({len(bad)} unknown value(s), rows {rows}); re-import the dataset"
                 )
-    if manifest.redaction.status != "redacted" and not (spec.allow_unredacted or manifest.redaction.override):
-        problems.append(
-            f"dataset '{spec.dataset}' has not been redacted (status {manifest.redaction.status}); run "
-            "`medcore redact` on it and train on the redacted copy, or set allow_unredacted=true (audited)"
-        )
+    if not spec.allow_unredacted:
+        from medcore.phi.verify import verify_redaction
+
+        # Checked against the audit log, not trusted from the manifest (which anyone can edit, `override` too).
+        check = verify_redaction(ws, spec.dataset, manifest)
+        if not check.ok:
+            problems.append(check.problem)
     return {"num_labels": len(manifest.label_set) or None}
 
 

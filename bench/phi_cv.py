@@ -1,0 +1,181 @@
+"""Patient-grouped cross-validation of MedCore's PHI detection on real development notes (PhysioNet deid).
+
+    .venv/bin/python bench/phi_cv.py [--folds 5] [--epochs 3] [--record]
+
+For each fold, a tagger is trained with `medcore phi train-tagger`'s own code on the generated notes, the
+synthetic sentences and the other folds' patients, then the held-out patients' notes are detected with rules +
+that tagger at every threshold of a grid (the tagger scores each note once; decoding per threshold is cheap).
+No figure comes from a note its tagger was trained on. Scores are token-level as in bench/phi_bench.py: HIPAA
+categories together and per category; a year alone (DateYear) is scored apart (non_hipaa_recall).
+The chosen threshold is the highest that reaches the recall target (else the one with the best recall-weighted
+F2); `--record` writes it and the figures into the shipped tagger's tagger.json.
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from medcore.phi.config import DEFAULT_TAGGER, RedactionConfig, load_allowlist
+from medcore.phi.detect import detect_rules
+from medcore.phi.ensemble import combine_spans
+from medcore.phi.scoring import PhiScore
+from medcore.phi.tagger import load_tagger, tagger_record
+from medcore.phi.tagger_corpus import NOT_SAFE_HARBOR, PHYSIONET_CATEGORY, physionet_patients
+from medcore.phi.tagger_train import TaggerTrainConfig, record_cross_validation, train_tagger
+
+SHARED = Path(__file__).resolve().parents[2] / "shared/data/phi"
+DEV_NOTES = SHARED / "physionet_dev.jsonl"
+SYNTH = SHARED / "synth_dataset_v2.json"
+GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+RECALL_TARGET = 0.99
+
+
+def read_notes(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def grouped_folds(path: Path, k: int, seed: int) -> list[list[str]]:
+    """k disjoint patient groups, shuffled with `seed` (patients, not notes: a patient's notes stay together)."""
+    patients = physionet_patients(path)
+    random.Random(seed).shuffle(patients)
+    return [patients[i::k] for i in range(k)]
+
+
+def gold_of(note: dict) -> tuple[list, list]:
+    gold = [
+        (s["start"], s["end"], PHYSIONET_CATEGORY[s["type"]]) for s in note["spans"] if s["type"] in PHYSIONET_CATEGORY
+    ]
+    other = [(s["start"], s["end"], "YEAR") for s in note["spans"] if s["type"] in NOT_SAFE_HARBOR]
+    return gold, other
+
+
+def detect_fold(notes: list[dict], tagger_dir: Path | None, grid=GRID) -> dict[float | None, list[list]]:
+    """Predicted (start, end, category) per note, per threshold (key None: rules alone)."""
+    allow = load_allowlist(RedactionConfig().allowlist)
+    texts = [n["text"] for n in notes]
+    rules = list(detect_rules(texts, RedactionConfig(tagger=None), allow))
+    out = {
+        None: [
+            [(s.start, s.end, s.type) for s in combine_spans(t, r, [], allow)]
+            for t, r in zip(texts, rules, strict=True)
+        ]
+    }
+    if tagger_dir is None:
+        return out
+    tagger = load_tagger(tagger_dir)
+    scored = tagger.score_texts(texts)
+    for threshold in grid:
+        out[threshold] = [
+            [(s.start, s.end, s.type) for s in combine_spans(t, r, tagger.decode(t, sc, threshold), allow)]
+            for t, r, sc in zip(texts, rules, scored, strict=True)
+        ]
+    return out
+
+
+def score(notes: list[dict], predictions: list[list]) -> dict:
+    main, years = PhiScore(), PhiScore()
+    for note, predicted in zip(notes, predictions, strict=True):
+        gold, other = gold_of(note)
+        main.add(note["text"], gold, predicted, ignore=other)
+        if other:
+            years.add(note["text"], other, predicted)
+    summary = main.summary()
+    summary["non_hipaa_recall"] = round(years.recall, 4) if years.gold_tokens else None
+    return summary
+
+
+def choose_threshold(by_threshold: dict[float, dict], target: float = RECALL_TARGET) -> float:
+    reaching = [t for t, f in by_threshold.items() if f["recall"] >= target]
+    if reaching:
+        return max(reaching)
+
+    def f2(f: dict) -> float:
+        p, r = f["precision"], f["recall"]
+        return 5 * p * r / (4 * p + r) if p + r else 0.0
+
+    return max(by_threshold, key=lambda t: f2(by_threshold[t]))
+
+
+def run_cv(args) -> dict:
+    notes = read_notes(DEV_NOTES)
+    folds = grouped_folds(DEV_NOTES, args.folds, args.seed)
+    ordered: list[dict] = []
+    predictions: dict = {}
+    train_seconds = []
+    scratch = Path(args.taggers_dir or tempfile.mkdtemp(prefix="medcore-phi-cv-"))
+    for k, held_out in enumerate(folds):
+        held = [n for n in notes if str(n["patient"]) in set(held_out)]
+        tagger_dir = scratch / f"fold{k}"
+        if tagger_record(tagger_dir).get("config", {}).get("exclude_patients") != held_out:
+            train_tagger(
+                TaggerTrainConfig(
+                    out=tagger_dir,
+                    dev_notes=DEV_NOTES,
+                    exclude_patients=held_out,
+                    synth=SYNTH if SYNTH.exists() else None,
+                    register_notes=args.register_notes,
+                    epochs=args.epochs,
+                    seed=args.seed,
+                    nproc=args.nproc,
+                ),
+                log=lambda m: print(m, file=sys.stderr),
+            )
+        train_seconds.append(tagger_record(tagger_dir).get("train_seconds"))
+        fold_pred = detect_fold(held, tagger_dir)
+        for key, preds in fold_pred.items():
+            predictions.setdefault(key, []).extend(preds)
+        ordered += held
+        shown = {t: score(held, fold_pred[t]) for t in (None, 0.1, 0.3, 0.5)}
+        figures = ", ".join(f"{t}: R {f['recall']:.3f} P {f['precision']:.3f}" for t, f in shown.items())
+        print(f"fold {k}: {len(held)} notes, trained in {train_seconds[-1]} s; {figures}", file=sys.stderr, flush=True)
+    if not args.taggers_dir:
+        shutil.rmtree(scratch, ignore_errors=True)
+    by_threshold = {t: score(ordered, predictions[t]) for t in GRID}
+    chosen = choose_threshold(by_threshold)
+    return {
+        "folds": args.folds,
+        "notes": len(ordered),
+        "patients": sum(map(len, folds)),
+        "train_seconds_per_fold": train_seconds,
+        "rules_alone": score(ordered, predictions[None]),
+        "by_threshold": {str(t): f for t, f in by_threshold.items()},
+        "threshold": chosen,
+        "at_threshold": by_threshold[chosen],
+        "recall_target": RECALL_TARGET,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--register-notes", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nproc", type=int, default=2, help="Training ranks per fold (the machine has 2 cores).")
+    parser.add_argument("--taggers-dir", type=Path, help="Keep (and reuse) each fold's tagger here.")
+    parser.add_argument("--record", action="store_true", help="Write the chosen threshold into the shipped tagger.")
+    args = parser.parse_args(argv)
+    if not DEV_NOTES.exists():
+        print(json.dumps({"skipped": f"{DEV_NOTES} not found"}))
+        return 0
+    results = run_cv(args)
+    if args.record:
+        record_cross_validation(DEFAULT_TAGGER, results["threshold"], results)
+    for t, f in results["by_threshold"].items():
+        print(
+            f"threshold {t:>5}: recall {f['recall']:.4f} precision {f['precision']:.4f} {f['per_category_recall']}",
+            file=sys.stderr,
+        )
+    print(json.dumps(results, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Clinical context that vetoes a PHI guess: vital signs, doses, volumes, lab values, scores and times are not dates,
+and clinical vocabulary is not a person or a place. ALL-CAPS is a register, not a signal, so nothing here looks at case.
+
+These filters apply to guesses (the tagger's and shape-only rules'); a cue word or an unambiguous format
+(`Dr.`, a full date, a phone number) outranks them, which is decided in medcore.phi.ensemble.
+"""
+
+from __future__ import annotations
+
+import re
+
+from medcore.phi.config import AllowList
+
+UNITS = (
+    r"cc|ml|l|mg|mcg|ug|g|gm|kg|lb|lbs|oz|units?|u|meq|mmol|mmhg|cm|mm|cmh2o|mcg/kg/min|mcg/min|mg/hr|mg/h|"
+    r"units?/hr|u/hr|cc/hr|ml/hr|cc/h|ml/h|l/min|lpm|bpm|%|hrs?|h|min|mins|sec|x|gtt|mg/dl|mmol/l|k"
+)
+# A span made only of a measurement: "10cc", "80s", "80's", "x2", "1:1", "90-110", "40 MG", "2a", "0800", "100%".
+MEASURE = re.compile(
+    rf"(?ix)"
+    rf"(?:[<>~]?\d+(?:\.\d+)?\s*(?:{UNITS})(?![a-z]))"  # a number with a unit
+    r"|(?:\d0'?s)"  # decades of a vital sign: 80s, 90's
+    r"|(?:x\s?\d+)"  # times: x2
+    r"|(?:\d+:\d+)"  # ratios and IABP settings: 1:1, 1:2
+    r"|(?:\d{1,2}(?::\d\d)?\s?(?:a|p|am|pm))"  # clock times: 2a, 10pm
+    r"|(?:\d{1,2}:\d\d(?:\s?-\s?\d{1,2}:\d\d)?)"  # clock times and spans of them: 10:25 - 10:35
+    r"|(?:[0-2]\d[0-5]\d)"  # 24-hour clock: 0800, 1600
+    r"|(?:\d+(?:\.\d+)?)"  # a bare number
+    r"|(?:\d+(?:\.\d+)?\s?-\s?\d+(?:\.\d+)?\s*(?:" + UNITS + r"))"  # a range with a unit: 30-50cc (not 10-3)
+)
+# A measurement's cue right before a span: "HR 80", "SBP 90-110", "TMAX 101.2", "K 3.6", "UO 30".
+VITAL_CUE = re.compile(
+    r"(?ix)\b(?:hr|bp|sbp|dbp|map|maps|rr|resp|t|tmax|temp|spo2|sao2|o2\s?sat|sats?|cvp|pap|pcwp|ci|co|svr|uo|u/o|"
+    r"i/o|peep|tv|vt|fio2|ps|psv|ip|ipap|epap|cpap|bipap|simv|imv|ac|vent|ventilation|plateau|settings|"
+    r"k|na|cl|hco3|bun|cr|creat|hct|hgb|inr|ptt|wbc|plt|glu|glucose|fs|fsbs|bs|lactate|"
+    r"mg|ca|phos|abg|ph|pco2|po2|cpk|ck|trop|ast|alt|gcs|rass|cpot|pain|dose|rate|@|x)\s*[:=]?\s*$"
+)
+DIGITS_ONLY = re.compile(r"[\d\s./:\-]+")
+# A time after "at" or "@": "CK DRAWN AT 1515", "@ 0800".
+CLOCK_AFTER_AT = re.compile(r"(?i)(?:\bat|@)\s*$")
+CLOCK = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
+# What follows a fraction that is a dose or strength: "1/4 NS", "1/2 strength".
+DOSE_AFTER = re.compile(r"(?i)\s*(?:ns|nss|strength|tab|tabs|amp|amps|cc|ml|mg)\b")
+SLASH_CHAIN = re.compile(r"[\d.]+(?:/[\d.]*)+")
+LATERALITY = {"l", "r", "lt", "rt", "b", "bl"}
+VOCABULARY = "clinical vocabulary"
+
+
+def is_measure(value: str) -> bool:
+    """The whole span is a measurement, a time or a bare number (never PHI on its own)."""
+    return bool(MEASURE.fullmatch(value.strip()))
+
+
+def follows_vital_cue(text: str, start: int) -> bool:
+    """A number right after a vital-sign or lab cue on the same line ("HR 80", "SBP 90-110") is a measurement."""
+    line_start = text.rfind("\n", 0, start) + 1
+    return bool(VITAL_CUE.search(text[max(line_start, start - 16) : start]))
+
+
+def is_clinical_vocabulary(value: str, allow: AllowList) -> bool:
+    """Every word is a clinical term, stop-listed word or eponym/drug name ("CARDIAC", "NEO", "Abd", "Foley")."""
+    words = [w.strip(".,;:'()").lower() for w in value.split()]
+    words = [w for w in words if w]
+    return bool(words) and all(w in allow.vocabulary for w in words)
+
+
+def slash_chain(text: str, start: int, end: int) -> str:
+    """The whole run of slash-separated numbers around a span ("7.42/56/96" around "56/96")."""
+    left = start
+    while left > 0 and (text[left - 1].isdigit() or text[left - 1] in "./"):
+        left -= 1
+    right = end
+    while right < len(text) and (text[right].isdigit() or text[right] in "./"):
+        right += 1
+    match = SLASH_CHAIN.search(text, left, right)
+    return match.group() if match else text[start:end]
+
+
+def is_lab_chain(text: str, start: int, end: int) -> bool:
+    """Blood gases ("7.34/73/201", "67/42/7.38/26"), not dates: a decimal among slash-separated numbers.
+    (Four plain numbers may be two dates: "10/03/10/04".)"""
+    chain = slash_chain(text, start, end)
+    numbers = [n for n in chain.split("/") if n]
+    return len(numbers) >= 2 and any("." in n.strip(".") for n in numbers)
+
+
+def vetoes_date(text: str, start: int, end: int) -> str | None:
+    """Vetoes that hold even against a date rule's format: lab and vent chains, doses, vital-sign cues."""
+    value = text[start:end]
+    if not DIGITS_ONLY.fullmatch(value):
+        return None
+    if follows_vital_cue(text, start):
+        return "measurement after a vital-sign cue"
+    if "/" in value and is_lab_chain(text, start, end):
+        return "blood gas or ventilator settings"
+    if "/" in value and DOSE_AFTER.match(text, end):
+        return "a dose or strength"
+    return None
+
+
+def vetoes_guess(text: str, start: int, end: int, category: str, allow: AllowList) -> str | None:
+    """Why clinical context rules a guessed span out (None when it does not): the documented list of vetoes."""
+    value = text[start:end]
+    if not any(c.isalnum() for c in value):
+        return "no letter or digit"
+    if category == "DATE" and (why := vetoes_date(text, start, end)):
+        return why
+    if CLOCK.fullmatch(value) and CLOCK_AFTER_AT.search(text[max(0, start - 8) : start]):
+        return "a clock time"
+    if category in ("NAME", "LOCATION") and value.lower().strip(".") in LATERALITY:
+        return "laterality (L, R)"
+    if (
+        category in ("DATE", "AGE", "CONTACT", "ID")
+        and DIGITS_ONLY.fullmatch(value)
+        and follows_vital_cue(text, start)
+    ):
+        return "measurement after a vital-sign cue"
+    if category in ("DATE", "NAME", "LOCATION") and is_measure(value):
+        return "measurement, time or number"
+    if category in ("NAME", "LOCATION", "PROFESSION") and is_clinical_vocabulary(value, allow):
+        return VOCABULARY
+    return None

@@ -1,0 +1,97 @@
+"""The one decision rule that turns rule detections and the tagger's guesses into the PHI spans of a text.
+
+Recall comes first: a missed identifier leaks, a false alarm only costs a word of context. So the union of
+the sources is kept, and only a documented veto removes a span:
+
+1. Rules anchored on a cue word or an unambiguous format (score >= ANCHORED: "Dr. Smith", "MRN 1234567",
+   a full date, a phone number, an age over 89) are kept, with two exceptions that clinical text forces:
+   a "date" inside a blood gas, a ventilator setting or a dose ("7.42/56/96", "BIPAP 10/5", "1/4 NS"), and a
+   "name" made only of stop words or clinical words ("SR. No ectopy", "After NP suctioning") unless a personal
+   title stands before it ("Dr. Bell").
+2. The tagger's spans (P(PHI) >= the configured threshold) are kept unless clinical context vetoes them
+   (medcore.phi.context: measurements, times, clinical vocabulary). A confident tagger (P >= TAGGER_SURE)
+   is not vetoed by vocabulary: a surname can be a clinical word.
+3. Shape-only rules (below ANCHORED, already filtered by the allow-list) are kept unless context vetoes them.
+4. Every other occurrence of a name kept on firm ground (an anchored rule, or a sure tagger) in the same text
+   is a name too (propagation, incl. other casing); an unsure guess never spreads.
+5. Overlapping spans merge into their union, typed by the strongest member.
+"""
+
+from __future__ import annotations
+
+import re
+
+from medcore.phi.config import AllowList
+from medcore.phi.context import VOCABULARY, vetoes_date, vetoes_guess
+from medcore.phi.detect import Span, merge_spans, propagate_names, stop_words
+from medcore.phi.recognizers import ANCHORED
+from medcore.train.token_windows import CharSpan
+
+TAGGER_NAME = "phi_tagger"
+PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
+TAGGER_SURE = 0.9  # at or above, the tagger's word outranks the clinical-vocabulary veto
+# The tagger's span types are MedCore's categories; the subtype steers surrogates (medcore.phi.redact).
+TAGGER_SUBTYPE = {
+    "NAME": "PERSON",
+    "LOCATION": "LOCATION",
+    "DATE": "DATE",
+    "AGE": "AGE",
+    "CONTACT": "PHONE",
+    "ID": "IDNUM",
+    "PROFESSION": "PROFESSION",
+}
+
+
+def tagger_span(span: CharSpan) -> Span | None:
+    """A tagger CharSpan as a detection (None for types outside the Safe Harbor categories, e.g. YEAR)."""
+    if span.type not in TAGGER_SUBTYPE:
+        return None
+    return Span(span.start, span.end, span.type, round(float(span.score), 3), TAGGER_NAME, TAGGER_SUBTYPE[span.type])
+
+
+def keep_guess(text: str, span: Span, allow: AllowList) -> bool:
+    """Rules 2 and 3: a guess stands unless a clinical-context veto applies."""
+    if span.type == "AGE" and not is_over_89(text[span.start : span.end]):
+        return False  # Safe Harbor aggregates only ages over 89; a younger age is not an identifier
+    if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow) and not is_firm(span):
+        return False  # "Goal", "Team", "She": prose, unless the tagger is sure
+    veto = vetoes_guess(text, span.start, span.end, span.type, allow)
+    if veto == VOCABULARY and span.recognizer == TAGGER_NAME and span.score >= TAGGER_SURE:
+        return True
+    return veto is None
+
+
+def is_over_89(value: str) -> bool:
+    digits = "".join(c for c in value if c.isdigit())
+    return not digits or int(digits[:3]) > 89
+
+
+def keep_anchored(text: str, span: Span, allow: AllowList) -> bool:
+    """Rule 1: an anchored rule stands unless it is a lab/vent/dose "date" or a "name" of plain words."""
+    if span.type == "DATE":
+        return vetoes_date(text, span.start, span.end) is None
+    if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow):
+        return span.recognizer == "title_name" and bool(
+            PERSONAL_TITLE.search(text[max(0, span.start - 12) : span.start])
+        )
+    return True
+
+
+def is_plain_name(value: str, allow: AllowList) -> bool:
+    words = [w.strip(".,;:'()").lower() for w in value.split()]
+    words = [w for w in words if w]
+    return bool(words) and all(w in stop_words() or w in allow.vocabulary for w in words)
+
+
+def is_firm(span: Span) -> bool:
+    return span.score >= (TAGGER_SURE if span.recognizer == TAGGER_NAME else ANCHORED)
+
+
+def combine_spans(text: str, rule_spans: list[Span], tagger_spans: list[CharSpan], allow: AllowList) -> list[Span]:
+    """The PHI spans of `text` from its rule detections and its tagger spans (see the module docstring)."""
+    kept = [s for s in rule_spans if s.score >= ANCHORED and keep_anchored(text, s, allow)]
+    guesses = [s for s in rule_spans if s.score < ANCHORED]
+    guesses += [s for s in map(tagger_span, tagger_spans) if s is not None]
+    kept += [s for s in guesses if keep_guess(text, s, allow)]
+    kept += propagate_names(text, [s for s in kept if is_firm(s)], allow)
+    return merge_spans(kept)

