@@ -69,7 +69,7 @@ NEGATIVES = [
     ("AGE", "HPI: 64-year-old man with chest pain.", "64"),  # ages under 90 are not identifiers
     ("DATE", "Diagnosed in 2019, stable since.", "2019"),  # a year alone is allowed by Safe Harbor
     ("DATE", "Pain 5/10 at rest, improving.", "5/10"),
-    ("DATE", "Review in 2/7 with repeat bloods.", "2/7"),
+    # ("Review in 2/7": UK shorthand for two days, read as 7 February in US notes; recall first, so it is redacted.)
     ("DATE", "Symptoms for a couple of months before presentation.", "a couple of months"),
     ("ID", "B12 low; on D5W; T4 normal.", "B12"),
     ("ID", "Given 2 tablets as a single dose.", "2"),

@@ -60,15 +60,30 @@ def test_clinical_vocabulary_is_not_a_name_or_place(word, allow):
 
 
 def test_unsure_tagger_guesses_yield_to_context_and_sure_ones_do_not(allow):
-    text = "PLAN: CONT NEO, SPOKE WITH DR BELL RE LASIX. HR 80S."
+    text = "PLAN: CONT NEO, SPOKE WITH DR JONES RE LASIX. HR 80S. SHE IS RESTING."
     guesses = [
-        at(text, "NEO", "NAME", 0.6),  # clinical word, unsure: vetoed
-        at(text, "BELL", "NAME", TAGGER_SURE + 0.05),  # an eponym, but the tagger is sure: kept
+        at(text, "NEO", "NAME", TAGGER_SURE + 0.05),  # clinical vocabulary: vetoed however sure the tagger is
+        at(text, "JONES", "NAME", 0.6),  # a surname: kept
         at(text, "80S", "DATE", 0.8),  # a vital sign decade: vetoed
+        at(text, "SHE", "NAME", 0.6),  # a stop word, unsure: vetoed
     ]
     found = values(text, combine_spans(text, [], guesses, allow))
-    assert ("BELL", "NAME") in found
-    assert all(v not in ("NEO", "80S") for v, _ in found)
+    assert found == [("JONES", "NAME")]
+
+
+def test_a_personal_title_vouches_for_an_eponym_but_not_for_caps_shorthand(allow):
+    text = "Seen by Dr. Bell today. DR AWARE OF K 3.2."
+    bell, aware = text.index("Bell"), text.index("AWARE")
+    rules = [
+        Span(bell, bell + 4, "NAME", 0.95, "title_name", "PERSON"),
+        Span(aware, aware + 5, "NAME", 0.95, "title_caps_name", "PERSON"),
+    ]
+    assert values(text, combine_spans(text, rules, [], allow)) == [("Bell", "NAME")]
+
+
+@pytest.mark.parametrize("text,value", [("Pain 5/10 at rest", "/10"), ("ABG 7.34/73/201 on AC", "73/201")])
+def test_number_guesses_are_judged_whole(text, value, allow):
+    assert combine_spans(text, [], [at(text, value, "DATE", 0.8)], allow) == []
 
 
 def test_anchored_rules_are_kept_whatever_the_tagger_says(allow):

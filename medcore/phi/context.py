@@ -33,7 +33,7 @@ VITAL_CUE = re.compile(
     r"(?ix)\b(?:hr|bp|sbp|dbp|map|maps|rr|resp|t|tmax|temp|spo2|sao2|o2\s?sat|sats?|cvp|pap|pcwp|ci|co|svr|uo|u/o|"
     r"i/o|peep|tv|vt|fio2|ps|psv|ip|ipap|epap|cpap|bipap|simv|imv|ac|vent|ventilation|plateau|settings|"
     r"k|na|cl|hco3|bun|cr|creat|hct|hgb|inr|ptt|wbc|plt|glu|glucose|fs|fsbs|bs|lactate|"
-    r"mg|ca|phos|abg|ph|pco2|po2|cpk|ck|trop|ast|alt|gcs|rass|cpot|pain|dose|rate|@|x)\s*[:=]?\s*$"
+    r"mg|ca|phos|abg|ph|pco2|po2|cpk|ck|trop|ast|alt|gcs|rass|cpot|scale|score|grade|strength|apgar|pain|dose|rate|@|x)\s*[:=]?\s*$"
 )
 DIGITS_ONLY = re.compile(r"[\d\s./:\-]+")
 # A time after "at" or "@": "CK DRAWN AT 1515", "@ 0800".

@@ -418,13 +418,14 @@ def propagate_names(text: str, spans: list[Span], allow: AllowList) -> list[Span
     return found
 
 
-def merge_spans(spans: list[Span]) -> list[Span]:
-    """Overlapping spans become their union, typed by the strongest (then longest) member."""
+def merge_spans(spans: list[Span], authority=lambda span: 0) -> list[Span]:
+    """Overlapping spans become their union, typed by the member of most authority, then score, then length."""
     merged: list[tuple[int, int, Span]] = []
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
         if merged and span.start < merged[-1][1]:
             start, end, best = merged[-1]
-            better = (span.score, span.end - span.start) > (best.score, best.end - best.start)
+            rank = lambda s: (authority(s), s.score, s.end - s.start)  # noqa: E731
+            better = rank(span) > rank(best)
             merged[-1] = (start, max(end, span.end), span if better else best)
         else:
             merged.append((span.start, span.end, span))

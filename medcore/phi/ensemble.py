@@ -9,12 +9,13 @@ the sources is kept, and only a documented veto removes a span:
    "name" made only of stop words or clinical words ("SR. No ectopy", "After NP suctioning") unless a personal
    title stands before it ("Dr. Bell").
 2. The tagger's spans (P(PHI) >= the configured threshold) are kept unless clinical context vetoes them
-   (medcore.phi.context: measurements, times, clinical vocabulary). A confident tagger (P >= TAGGER_SURE)
-   is not vetoed by vocabulary: a surname can be a clinical word.
+   (medcore.phi.context: measurements, times, lab chains, laterality, clinical vocabulary). Number spans are
+   first grown over the digits and slashes around them, so "5/10" is judged whole, not as "/10".
 3. Shape-only rules (below ANCHORED, already filtered by the allow-list) are kept unless context vetoes them.
 4. Every other occurrence of a name kept on firm ground (an anchored rule, or a sure tagger) in the same text
    is a name too (propagation, incl. other casing); an unsure guess never spreads.
-5. Overlapping spans merge into their union, typed by the strongest member.
+5. Overlapping spans merge into their union, typed by an anchored rule if one is among them, else by the
+   tagger, else by the strongest member.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from __future__ import annotations
 import re
 
 from medcore.phi.config import AllowList
-from medcore.phi.context import VOCABULARY, vetoes_date, vetoes_guess
+from medcore.phi.context import vetoes_date, vetoes_guess
 from medcore.phi.detect import Span, merge_spans, propagate_names, stop_words
 from medcore.phi.recognizers import ANCHORED
 from medcore.train.token_windows import CharSpan
 
 TAGGER_NAME = "phi_tagger"
 PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
-TAGGER_SURE = 0.9  # at or above, the tagger's word outranks the clinical-vocabulary veto
+TAGGER_SURE = 0.9  # at or above, a tagger name seeds propagation, and stop words it calls a name stand
 # The tagger's span types are MedCore's categories; the subtype steers surrogates (medcore.phi.redact).
 TAGGER_SUBTYPE = {
     "NAME": "PERSON",
@@ -42,11 +43,30 @@ TAGGER_SUBTYPE = {
 }
 
 
-def tagger_span(span: CharSpan) -> Span | None:
+def tagger_span(text: str, span: CharSpan) -> Span | None:
     """A tagger CharSpan as a detection (None for types outside the Safe Harbor categories, e.g. YEAR)."""
     if span.type not in TAGGER_SUBTYPE:
         return None
-    return Span(span.start, span.end, span.type, round(float(span.score), 3), TAGGER_NAME, TAGGER_SUBTYPE[span.type])
+    start, end = grow_number(text, span.start, span.end)
+    return Span(start, end, span.type, round(float(span.score), 3), TAGGER_NAME, TAGGER_SUBTYPE[span.type])
+
+
+def grow_number(text: str, start: int, end: int) -> tuple[int, int]:
+    """Extend a span that starts or ends a number over the rest of it: "/10" in "5/10", "8/3" in "8/30"."""
+    joins = "/-."
+    while start > 0 and (
+        text[start - 1].isdigit() or (text[start - 1] in joins and start > 1 and text[start - 2].isdigit())
+    ):
+        if not (text[start].isdigit() or text[start] in joins):
+            break
+        start -= 1
+    while end < len(text) and (
+        text[end].isdigit() or (text[end] in joins and end + 1 < len(text) and text[end + 1].isdigit())
+    ):
+        if not (text[end - 1].isdigit() or text[end - 1] in joins):
+            break
+        end += 1
+    return start, end
 
 
 def keep_guess(text: str, span: Span, allow: AllowList) -> bool:
@@ -55,10 +75,7 @@ def keep_guess(text: str, span: Span, allow: AllowList) -> bool:
         return False  # Safe Harbor aggregates only ages over 89; a younger age is not an identifier
     if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow) and not is_firm(span):
         return False  # "Goal", "Team", "She": prose, unless the tagger is sure
-    veto = vetoes_guess(text, span.start, span.end, span.type, allow)
-    if veto == VOCABULARY and span.recognizer == TAGGER_NAME and span.score >= TAGGER_SURE:
-        return True
-    return veto is None
+    return vetoes_guess(text, span.start, span.end, span.type, allow) is None
 
 
 def is_over_89(value: str) -> bool:
@@ -91,7 +108,14 @@ def combine_spans(text: str, rule_spans: list[Span], tagger_spans: list[CharSpan
     """The PHI spans of `text` from its rule detections and its tagger spans (see the module docstring)."""
     kept = [s for s in rule_spans if s.score >= ANCHORED and keep_anchored(text, s, allow)]
     guesses = [s for s in rule_spans if s.score < ANCHORED]
-    guesses += [s for s in map(tagger_span, tagger_spans) if s is not None]
+    guesses += [s for s in (tagger_span(text, t) for t in tagger_spans) if s is not None]
     kept += [s for s in guesses if keep_guess(text, s, allow)]
     kept += propagate_names(text, [s for s in kept if is_firm(s)], allow)
-    return merge_spans(kept)
+    return merge_spans(kept, authority=type_authority)
+
+
+def type_authority(span: Span) -> int:
+    """Rule 5's tie-break: a cue-anchored rule knows the type best ("RN (alittle)" is a user name), then the tagger."""
+    if span.recognizer != TAGGER_NAME and span.score >= ANCHORED:
+        return 2
+    return 1 if span.recognizer == TAGGER_NAME else 0

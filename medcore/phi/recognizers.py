@@ -129,6 +129,8 @@ def name_rules(lex: Lexicon) -> list[Rule]:
     followers = words_alternation(lex.name_followers)
     return [
         Rule("title_name", "PERSON", rf"\b(?i:{titles})\.?[ \t]+(?P<phi>{NAME})", 0.95),
+        # ALL-CAPS notes: "SPOKE WITH DR JONES". Plain words after the title ("DR AWARE") are vetoed downstream.
+        Rule("title_caps_name", "PERSON", r"\b(?:DR|MR|MRS|MS|MISS)\.?[ \t]+(?P<phi>[A-Z][A-Z'\-]*[A-Z])\b", 0.95),
         Rule(
             "name_credentials",
             "DOCTOR",
@@ -285,9 +287,10 @@ def age_rules() -> list[Rule]:
             "AGE",
             rf"\b(?P<phi>{over89})(?=[ \t]*-?[ \t]*(?:years?|yrs?|y)\.?[ \t\-]*(?:old|of[ \t]+age)|[ \t]*-?[ \t]*(?:yo|y/o|y\.o\.|yoM|yoF)\b)",
             0.95,
+            re.I,  # ALL-CAPS notes: "94 YO MAN"
         ),
         Rule("age_cue", "AGE", rf"\b(?i:age|aged|age:)[ \t]*:?[ \t]*(?P<phi>{over89})\b", 0.95),
-        Rule("age_sex", "AGE", rf"\b(?P<phi>{over89})[ \t]*(?:M|F|yo[ \t]*[MF])\b", 0.9),
+        Rule("age_sex", "AGE", rf"\b(?P<phi>{over89})[ \t]*(?:M|F|(?i:yo)[ \t]*[MF])\b", 0.9),
     ]
 
 
