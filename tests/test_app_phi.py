@@ -267,9 +267,8 @@ def test_column_overrides_are_previewed_and_reach_the_job(planted, monkeypatch):
     assert (table.loc["ward", "action"], table.loc["ward", "recognised as"]) == ("drop", "user_drop")
     assert (table.loc["patient_name", "action"], table.loc["patient_name", "recognised as"]) == ("keep", "not_phi")
     at = widget(at.button, "Redact dataset").click().run(timeout=TIMEOUT)
-    assert requests == [
-        {"name": "planted", "mode": "safe-harbor", "keep": [], "drop": ["ward"], "not_phi": ["patient_name"]}
-    ]
+    expected = {"name": "planted", "mode": "safe-harbor", "keep": [], "drop": ["ward"], "not_phi": ["patient_name"]}
+    assert requests == [{**expected, "threshold": widget(at.slider, "Tagger threshold").value}]
     widget(at.multiselect, "Keep unchanged").set_value(["ward"])  # both kept and dropped: refused, with why
     at.run()
     assert any("both kept and dropped" in e for e in texts(at, "error"))

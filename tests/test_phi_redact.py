@@ -339,7 +339,10 @@ def test_bad_notes_redact_or_are_reported_by_row(workspace, tmp_path):
     report = redact_file(src, tmp_path / "out.parquet", ws=workspace)
     rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert rows[0]["text"] == "" and report.rows_empty == 1
-    assert "hans.mueller@example.de" not in rows[1]["text"] and rows[1]["text"].startswith("Der Patient")
+    # Identifiers go; the note survives (the tagger, trained on English notes, may also mask a German word or two).
+    other_language = rows[1]["text"]
+    assert "hans.mueller@example.de" not in other_language and "Müller" not in other_language
+    assert "Patient" in other_language and "患者已出院" in other_language
     assert "garbage" in rows[2]["text"] and report.problem_rows["binary_decoded:text"] == [2, 3, 4]
     assert "Rose Hall" not in rows[3]["text"]
     # A column of numbers mapped as text is redacted as its text form; a lone surrogate in JSONL is replaced.
