@@ -181,6 +181,27 @@ def check_encoder() -> CheckResult:
     )
 
 
+def check_phi_tagger() -> CheckResult:
+    """The learned PHI tagger ships inside the package; without it redaction refuses to run (recall would drop)."""
+    from medcore.phi.tagger import has_tagger, load_tagger, tagger_record
+
+    fix = "reinstall medcore (the tagger is package data), or rebuild it with `medcore phi train-tagger`"
+    if not has_tagger():
+        return CheckResult("phi tagger", "fail", "no tagger in medcore/phi/resources/tagger", fix)
+    try:
+        load_tagger()
+    except Exception as exc:  # a damaged adapter raises from peft/safetensors with several types
+        return CheckResult("phi tagger", "fail", f"the tagger does not load ({type(exc).__name__})", fix)
+    record = tagger_record()
+    cv = record.get("cross_validation", {}).get("at_threshold", {})
+    measured = f", cross-validated recall {cv['recall']:.3f} precision {cv['precision']:.3f}" if cv else ""
+    return CheckResult(
+        "phi tagger",
+        "ok",
+        f"trained {record.get('trained_at', '?')}, threshold {record.get('threshold', '?')}{measured}",
+    )
+
+
 def check_disk(root: Path) -> CheckResult:
     existing = root
     while not existing.exists() and existing != existing.parent:
@@ -212,6 +233,7 @@ def default_checks(workspace_root: Path) -> list[Callable[[], CheckResult]]:
         check_deepspeed_accelerator,
         check_spacy_pipeline,
         check_encoder,
+        check_phi_tagger,
         lambda: check_disk(workspace_root),
         check_ram,
     ]

