@@ -63,7 +63,7 @@ def detect_fold(notes: list[dict], tagger_dir: Path | None, grid=GRID) -> dict[f
     rules = list(detect_rules(texts, RedactionConfig(tagger=None), allow))
     out = {
         None: [
-            [(s.start, s.end, s.type) for s in combine_spans(t, r, [], allow)]
+            [(s.start, s.end, s.type) for s in combine_spans(t, r, [], allow, tagger_on=False)]
             for t, r in zip(texts, rules, strict=True)
         ]
     }

@@ -7,9 +7,10 @@ These filters apply to guesses (the tagger's and shape-only rules'); a cue word 
 
 from __future__ import annotations
 
+import functools
 import re
 
-from medcore.phi.config import AllowList
+from medcore.phi.config import DEFAULT_LEXICON, AllowList, load_lexicon
 
 UNITS = (
     r"cc|ml|l|mg|mcg|ug|g|gm|kg|lb|lbs|oz|units?|u|meq|mmol|mmhg|cm|mm|cmh2o|mcg/kg/min|mcg/min|mg/hr|mg/h|"
@@ -23,6 +24,7 @@ MEASURE = re.compile(
     r"|(?:x\s?\d+)"  # times: x2
     r"|(?:\d+:\d+)"  # ratios and IABP settings: 1:1, 1:2
     r"|(?:\d{1,2}(?::\d\d)?\s?(?:a|p|am|pm))"  # clock times: 2a, 10pm
+    r"|(?:\d{3,4}\s?(?:a|p|am|pm))"  # and 515PM, 1030am
     r"|(?:\d{1,2}:\d\d(?:\s?-\s?\d{1,2}:\d\d)?)"  # clock times and spans of them: 10:25 - 10:35
     r"|(?:[0-2]\d[0-5]\d)"  # 24-hour clock: 0800, 1600
     r"|(?:\d+(?:\.\d+)?)"  # a bare number
@@ -33,17 +35,30 @@ VITAL_CUE = re.compile(
     r"(?ix)\b(?:hr|bp|sbp|dbp|map|maps|rr|resp|t|tmax|temp|spo2|sao2|o2\s?sat|sats?|cvp|pap|pcwp|ci|co|svr|uo|u/o|"
     r"i/o|peep|tv|vt|fio2|ps|psv|ip|ipap|epap|cpap|bipap|simv|imv|ac|vent|ventilation|plateau|settings|"
     r"k|na|cl|hco3|bun|cr|creat|hct|hgb|inr|ptt|wbc|plt|glu|glucose|fs|fsbs|bs|lactate|"
-    r"mg|ca|phos|abg|ph|pco2|po2|cpk|ck|trop|ast|alt|gcs|rass|cpot|scale|score|grade|strength|apgar|pain|dose|rate|@|x)\s*[:=]?\s*$"
+    r"mg|ca|phos|abg|ph|pco2|po2|cpk|ck|trop|ast|alt|gcs|rass|cpot|scale|score|grade|strength|apgar|pain|dose|rate|pa|pcw|pad|ra|rv|@|x)\s*[:=(]?\s*$"
 )
 DIGITS_ONLY = re.compile(r"[\d\s./:\-]+")
 # A time after "at" or "@": "CK DRAWN AT 1515", "@ 0800".
 CLOCK_AFTER_AT = re.compile(r"(?i)(?:\bat|@)\s*$")
 CLOCK = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
-# What follows a fraction that is a dose or strength: "1/4 NS", "1/2 strength".
-DOSE_AFTER = re.compile(r"(?i)\s*(?:ns|nss|strength|tab|tabs|amp|amps|cc|ml|mg)\b")
-SLASH_CHAIN = re.compile(r"[\d.]+(?:/[\d.]*)+")
-LATERALITY = {"l", "r", "lt", "rt", "b", "bl"}
+# What follows a fraction that is a dose, score or grade: "1/4 NS", "5/5 strength", "2/6 SEM", "7/10 pain".
+MEASURE_AFTER = re.compile(
+    r"(?i)\s*(?:ns|nss|strength|str|power|motor|grip|tab|tabs|amp|amps|cc|ml|mg|pain|murmur|sem|hsm|dm|"
+    r"systolic|diastolic|holosystolic|bilat|b/l|bue|ble|rue|lue|rle|lle|throughout|x\s?\d)\b"
+)
+SLASH_CHAIN = re.compile(r"[\d.]+(?:[/\-][\d.]*)+")
+# Before a fraction that is a quantity: a mixed number "1 1/2", "upper 1/3", "q 1/2", "~ 1/3", vent "50% 5/5".
+QUANTITY_BEFORE = re.compile(r"(?i)(?:\b\d+|\b(?:upper|lower|mid|middle|q|about|approx|over|under)|[~%])\s*$")
+# After a fraction that is a quantity: "1/3 of", "1/2-1 hrs", "1/3 up".
+QUANTITY_AFTER = re.compile(r"(?i)(?:\s+(?:of|up|down)\b|-\d)")
+WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+LATERALITY = {"l", "r", "lt", "rt"}
 VOCABULARY = "clinical vocabulary"
+
+
+def after_title(text: str, start: int) -> bool:
+    """A personal title right before: "DR R. SMITH" has an initial, not a side."""
+    return bool(re.search(r"(?i)\b(?:dr|mr|mrs|ms|miss)\.?\s*$", text[max(0, start - 8) : start]))
 
 
 def is_measure(value: str) -> bool:
@@ -58,26 +73,52 @@ def follows_vital_cue(text: str, start: int) -> bool:
 
 
 def is_clinical_vocabulary(value: str, allow: AllowList) -> bool:
-    """Every word is a clinical term, stop-listed word or eponym/drug name ("CARDIAC", "NEO", "Abd", "Foley")."""
+    """Every word is a clinical term or eponym/drug name ("CARDIAC", "NEO", "Abd", "Foley", "Rate 22")."""
     words = [w.strip(".,;:'()").lower() for w in value.split()]
-    words = [w for w in words if w]
+    words = [w for w in words if w and not w.isdigit()]
     return bool(words) and all(w in allow.vocabulary for w in words)
 
 
+def is_relative_time(value: str, allow: AllowList) -> bool:
+    """A weekday, a duration, "last", "tonight", a year: not a Safe Harbor date element on its own."""
+    words = [w.strip(".,;:'()") for w in value.split()]
+    words = [w for w in words if w]
+    if not words or any(any(c.isdigit() for c in w) and "/" in w for w in words):
+        return False
+    relative = {"last", "next", "this", "past", "prior", "previous", "early", "late", "eve", "evening", "night"}
+    return all(
+        w.lower() in WEEKDAYS | relative
+        or w.lower() in allow.common_words
+        or any(p.fullmatch(w) for p in allow.compiled)
+        for w in words
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def states_and_countries() -> frozenset[str]:
+    lexicon = load_lexicon(DEFAULT_LEXICON)
+    extra = ["europe", "asia", "africa", "america", "usa", "us", "u.s.", "uk", "canada", "mexico"]
+    return frozenset(w.lower() for w in [*lexicon.states, *lexicon.countries, *extra])
+
+
+def is_state_or_country(value: str) -> bool:
+    return value.strip(" .,").lower() in states_and_countries()
+
+
 def slash_chain(text: str, start: int, end: int) -> str:
-    """The whole run of slash-separated numbers around a span ("7.42/56/96" around "56/96")."""
+    """The whole run of slash- or hyphen-separated numbers around a span ("7.42/56/96" around "56/96")."""
     left = start
-    while left > 0 and (text[left - 1].isdigit() or text[left - 1] in "./"):
+    while left > 0 and (text[left - 1].isdigit() or text[left - 1] in "./-"):
         left -= 1
     right = end
-    while right < len(text) and (text[right].isdigit() or text[right] in "./"):
+    while right < len(text) and (text[right].isdigit() or text[right] in "./-"):
         right += 1
     match = SLASH_CHAIN.search(text, left, right)
     return match.group() if match else text[start:end]
 
 
 def is_lab_chain(text: str, start: int, end: int) -> bool:
-    """Blood gases ("7.34/73/201", "67/42/7.38/26"), not dates: a decimal among slash-separated numbers.
+    """Blood gases ("7.34/73/201", "7.37-49-247"), not dates or ids: a decimal among slash-separated numbers.
     (Four plain numbers may be two dates: "10/03/10/04".)"""
     chain = slash_chain(text, start, end)
     numbers = [n for n in chain.split("/") if n]
@@ -93,8 +134,10 @@ def vetoes_date(text: str, start: int, end: int) -> str | None:
         return "measurement after a vital-sign cue"
     if "/" in value and is_lab_chain(text, start, end):
         return "blood gas or ventilator settings"
-    if "/" in value and DOSE_AFTER.match(text, end):
-        return "a dose or strength"
+    if "/" in value and MEASURE_AFTER.match(text, end):
+        return "a dose, score or grade"
+    if "/" in value and (QUANTITY_BEFORE.search(text[max(0, start - 12) : start]) or QUANTITY_AFTER.match(text, end)):
+        return "a fraction"
     return None
 
 
@@ -107,8 +150,14 @@ def vetoes_guess(text: str, start: int, end: int, category: str, allow: AllowLis
         return why
     if CLOCK.fullmatch(value) and CLOCK_AFTER_AT.search(text[max(0, start - 8) : start]):
         return "a clock time"
-    if category in ("NAME", "LOCATION") and value.lower().strip(".") in LATERALITY:
+    if category in ("NAME", "LOCATION") and value.lower().strip(".") in LATERALITY and not after_title(text, start):
         return "laterality (L, R)"
+    if category in ("DATE", "ID", "CONTACT") and DIGITS_ONLY.fullmatch(value) and is_lab_chain(text, start, end):
+        return "blood gas or ventilator settings"
+    if category == "DATE" and is_relative_time(value, allow):
+        return "a weekday, duration, relative day or year alone"
+    if category == "LOCATION" and is_state_or_country(value):
+        return "a state or country (Safe Harbor keeps them)"
     if (
         category in ("DATE", "AGE", "CONTACT", "ID")
         and DIGITS_ONLY.fullmatch(value)

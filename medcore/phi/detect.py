@@ -234,7 +234,7 @@ def tagger_for(config: RedactionConfig):
 def detect_batch(texts: list[str], config, allow, tagger, threshold, combine) -> Iterator[list[Span]]:
     tagged = tagger.tag_texts(texts, threshold) if tagger else [[] for _ in texts]
     for text, rules, guesses in zip(texts, detect_rules(texts, config, allow), tagged, strict=True):
-        yield combine(text, rules, guesses, allow)
+        yield combine(text, rules, guesses, allow, tagger_on=tagger is not None)
 
 
 def detect_rules(texts: list[str], config: RedactionConfig, allow: AllowList) -> Iterator[list[Span]]:

@@ -11,7 +11,8 @@ the sources is kept, and only a documented veto removes a span:
 2. The tagger's spans (P(PHI) >= the configured threshold) are kept unless clinical context vetoes them
    (medcore.phi.context: measurements, times, lab chains, laterality, clinical vocabulary). Number spans are
    first grown over the digits and slashes around them, so "5/10" is judged whole, not as "/10".
-3. Shape-only rules (below ANCHORED, already filtered by the allow-list) are kept unless context vetoes them.
+3. Shape-only rules (below ANCHORED, already filtered by the allow-list) are kept unless context vetoes them;
+   the weakest (below WEAK_RULE: a capitalised word before "is") only where the tagger also flags the text.
 4. Every other occurrence of a name kept on firm ground (an anchored rule, or a sure tagger) in the same text
    is a name too (propagation, incl. other casing); an unsure guess never spreads.
 5. Overlapping spans merge into their union, typed by an anchored rule if one is among them, else by the
@@ -30,6 +31,7 @@ from medcore.train.token_windows import CharSpan
 
 TAGGER_NAME = "phi_tagger"
 PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
+WEAK_RULE = 0.6  # below this a rule is a shape only ("Crepitus is ..."): it needs the tagger's agreement
 TAGGER_SURE = 0.9  # at or above, a tagger name seeds propagation, and stop words it calls a name stand
 # The tagger's span types are MedCore's categories; the subtype steers surrogates (medcore.phi.redact).
 TAGGER_SUBTYPE = {
@@ -83,6 +85,10 @@ def is_over_89(value: str) -> bool:
     return not digits or int(digits[:3]) > 89
 
 
+def overlaps(span: Span, others: list[Span]) -> bool:
+    return any(o.start < span.end and span.start < o.end for o in others)
+
+
 def keep_anchored(text: str, span: Span, allow: AllowList) -> bool:
     """Rule 1: an anchored rule stands unless it is a lab/vent/dose "date" or a "name" of plain words."""
     if span.type == "DATE":
@@ -104,11 +110,19 @@ def is_firm(span: Span) -> bool:
     return span.score >= (TAGGER_SURE if span.recognizer == TAGGER_NAME else ANCHORED)
 
 
-def combine_spans(text: str, rule_spans: list[Span], tagger_spans: list[CharSpan], allow: AllowList) -> list[Span]:
-    """The PHI spans of `text` from its rule detections and its tagger spans (see the module docstring)."""
+def combine_spans(
+    text: str, rule_spans: list[Span], tagger_spans: list[CharSpan], allow: AllowList, tagger_on: bool = True
+) -> list[Span]:
+    """The PHI spans of `text` from its rule detections and its tagger spans (see the module docstring).
+
+    tagger_on: False when no tagger ran (rules alone): weak rules then stand on their own.
+    """
     kept = [s for s in rule_spans if s.score >= ANCHORED and keep_anchored(text, s, allow)]
-    guesses = [s for s in rule_spans if s.score < ANCHORED]
-    guesses += [s for s in (tagger_span(text, t) for t in tagger_spans) if s is not None]
+    tagged = [s for s in (tagger_span(text, t) for t in tagger_spans) if s is not None]
+    guesses = [
+        s for s in rule_spans if s.score < ANCHORED and (s.score >= WEAK_RULE or not tagger_on or overlaps(s, tagged))
+    ]
+    guesses += tagged
     kept += [s for s in guesses if keep_guess(text, s, allow)]
     kept += propagate_names(text, [s for s in kept if is_firm(s)], allow)
     return merge_spans(kept, authority=type_authority)

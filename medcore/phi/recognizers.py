@@ -128,9 +128,15 @@ def name_rules(lex: Lexicon) -> list[Rule]:
     titles, cues = words_alternation(lex.name_titles), words_alternation(lex.name_cues)
     followers = words_alternation(lex.name_followers)
     return [
-        Rule("title_name", "PERSON", rf"\b(?i:{titles})\.?[ \t]+(?P<phi>{NAME})", 0.95),
+        # The title as written or in lower case, never ALL CAPS: "MS. Verbal" is multiple sclerosis, "SR. No" a rhythm.
+        Rule("title_name", "PERSON", rf"\b(?:{titles}|(?-i:{titles.lower()}))\.?[ \t]+(?P<phi>{NAME})", 0.95),
         # ALL-CAPS notes: "SPOKE WITH DR JONES". Plain words after the title ("DR AWARE") are vetoed downstream.
-        Rule("title_caps_name", "PERSON", r"\b(?:DR|MR|MRS|MS|MISS)\.?[ \t]+(?P<phi>[A-Z][A-Z'\-]*[A-Z])\b", 0.95),
+        Rule(
+            "title_caps_name",
+            "PERSON",
+            r"\b(?:DR|MR|MRS|MS|MISS)\.?[ \t]+(?P<phi>(?:[A-Z]\.?[ \t]?)?[A-Z][A-Z'\-]*[A-Z]|[A-Z](?=\.))\b",
+            0.95,
+        ),
         Rule(
             "name_credentials",
             "DOCTOR",
