@@ -30,7 +30,7 @@ def small_tagger(tmp_path_factory):
     patch.setenv("MEDCORE_NET_GUARD_LOG", str(net_log))
     try:
         config = TaggerTrainConfig(
-            out=root / "tagger", register_notes=240, register_seed=11, epochs=4, lr=1e-3, max_length=128, micro_batch=8
+            out=root / "tagger", register_notes=240, register_seed=11, epochs=4, lr=5e-3, max_length=128, micro_batch=8
         )
         record = train_tagger(config, log=lambda message: None)
     finally:
@@ -76,7 +76,7 @@ def test_the_package_is_a_small_adapter_with_its_training_record(small_tagger):
     assert sum(p.stat().st_size for p in folder.iterdir()) < 5_000_000  # adapter + head, no copy of the encoder
     assert tagger_record(folder) == record
     assert record["corpus"] == [{"source": "register", "notes": 240, "seed": 11}]
-    assert record["config"]["seed"] == 0 and record["final_eval"]["eval_f1"] > 0.5
+    assert record["config"]["seed"] == 0 and record["final_eval"]["eval_f1"] > 0.8
     assert "git_revision" in record and record["spec"]["task"] == "token-classification"
 
 
