@@ -44,7 +44,8 @@ CLOCK = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
 # What follows a fraction that is a dose, score or grade: "1/4 NS", "5/5 strength", "2/6 SEM", "7/10 pain".
 MEASURE_AFTER = re.compile(
     r"(?i)\s*(?:ns|nss|strength|str|power|motor|grip|tab|tabs|amp|amps|cc|ml|mg|pain|murmur|sem|hsm|dm|"
-    r"systolic|diastolic|holosystolic|bilat|b/l|bue|ble|rue|lue|rle|lle|throughout|x\s?\d)\b"
+    r"systolic|diastolic|holosystolic|bilat|b/l|bue|ble|rue|lue|rle|lle|throughout|x\s?\d|"
+    r"l|lpm|liters?|nc|np|units?|u|mcg|hrs?|hours?|days?|min|mins|minutes?|times)\b"
 )
 SLASH_CHAIN = re.compile(r"[\d.]+(?:[/\-][\d.]*)+")
 # Before a fraction that is a quantity: a mixed number "1 1/2", "upper 1/3", "q 1/2", "~ 1/3", vent "50% 5/5".
@@ -134,10 +135,11 @@ def vetoes_date(text: str, start: int, end: int) -> str | None:
         return "measurement after a vital-sign cue"
     if "/" in value and is_lab_chain(text, start, end):
         return "blood gas or ventilator settings"
-    if "/" in value and MEASURE_AFTER.match(text, end):
+    pair = "/" in value or "-" in value
+    if pair and MEASURE_AFTER.match(text, end):
         return "a dose, score or grade"
-    if "/" in value and (QUANTITY_BEFORE.search(text[max(0, start - 12) : start]) or QUANTITY_AFTER.match(text, end)):
-        return "a fraction"
+    if pair and (QUANTITY_BEFORE.search(text[max(0, start - 12) : start]) or QUANTITY_AFTER.match(text, end)):
+        return "a fraction or range"
     return None
 
 

@@ -49,8 +49,17 @@ def tagger_span(text: str, span: CharSpan) -> Span | None:
     """A tagger CharSpan as a detection (None for types outside the Safe Harbor categories, e.g. YEAR)."""
     if span.type not in TAGGER_SUBTYPE:
         return None
-    start, end = grow_number(text, span.start, span.end)
+    start, end = grow_number(text, *trim_punctuation(text, span.start, span.end))
     return Span(start, end, span.type, round(float(span.score), 3), TAGGER_NAME, TAGGER_SUBTYPE[span.type])
+
+
+def trim_punctuation(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop edge punctuation the tagger swept in (". Rose Hall"), keeping a phone's "(" and "+" and its ")"."""
+    while start < end and not text[start].isalnum() and text[start] not in "(+":
+        start += 1
+    while end > start and not text[end - 1].isalnum() and text[end - 1] != ")":
+        end -= 1
+    return start, end
 
 
 def grow_number(text: str, start: int, end: int) -> tuple[int, int]:

@@ -272,6 +272,13 @@ def date_rules(lex: Lexicon) -> list[Rule]:
             rf"after|performed|note)[ \t]*:?[ \t]+(?P<phi>{MON}/{DAY})\b(?![/.]?\d)",
             0.9,
         ),
+        # "on 10-3", "since 8-30": a hyphenated month-day after a date cue ("on 2-4 L" is vetoed as a dose).
+        Rule(
+            "date_cue_month_dash_day",
+            "DATE",
+            rf"\b(?i:on|since|until|till|from|dated?|admitted|discharged?|done)[ \t]+(?P<phi>{MON}-{DAY})\b(?![\-/.]?\d)",
+            0.9,
+        ),
         Rule("date_line_month_slash_day", "DATE", rf"(?m)^(?P<phi>{MON}/{DAY})(?=[ \t]*$| [A-Z]{{3,}})", 0.9),
         Rule("date_after_name_month_slash_day", "DATE", rf"(?<=[a-z], )(?P<phi>{MON}/{DAY})(?=\.?(?:\s|$))", 0.9),
         Rule(
