@@ -7,8 +7,8 @@ strict entity F1 and throughput (chars/s, wall clock incl. worker start-up) on:
   demo_notes        medcore.demo notes from seeds 1000+ (never used while developing the recognizers)
   synth_dataset_v2  presidio-research's 1,500 synthetic PII sentences, when present in ../shared/data/phi/
   synth_dev         its even-index items: the only ones looked at while developing the general-text rules
-  synth_heldout     its odd-index items: never looked at, the honest figure for non-templated text
-                    (the shipped tagger trained on the even half only)
+  synth_heldout     its odd-index items: never looked at while writing rules; held out from the tagger only when
+                    its record (`medcore phi tagger-info`, corpus) says it saw the even-index items alone
   physionet_dev     944 real ICU nursing notes (../shared/data/phi/physionet_dev.jsonl), when present: the shipped
                     tagger was trained on them, so MedCore's accuracy there is the patient-grouped cross-validation
                     recorded with the tagger (bench/phi_cv.py); speed and Presidio's accuracy are measured here
