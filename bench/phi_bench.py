@@ -28,32 +28,19 @@ import sys
 import time
 from pathlib import Path
 
+from phi_cv import gold_of, read_notes  # bench/ is the script's folder
+
 from medcore.phi.config import SUBTYPE_CATEGORY, RedactionConfig
 from medcore.phi.detect import detect_texts, get_analyzer, make_presidio_offline, tagger_for
 from medcore.phi.pipeline import one_torch_thread
 from medcore.phi.scoring import PhiScore
 from medcore.phi.tagger import tagger_record
-from medcore.phi.tagger_corpus import NOT_SAFE_HARBOR, PHYSIONET_CATEGORY
+from medcore.phi.tagger_corpus import SYNTH_CATEGORY
 
 DEMO_SEEDS = (1000, 1001, 1002)  # development used seeds 0-99 only
 SYNTH = Path(__file__).resolve().parents[2] / "shared/data/phi/synth_dataset_v2.json"
 PHYSIONET = Path(__file__).resolve().parents[2] / "shared/data/phi/physionet_dev.jsonl"
-# presidio-research labels -> i2b2 categories scored; the rest are not HIPAA identifiers (reported apart).
-SYNTH_HIPAA = {
-    "PERSON": "NAME",
-    "STREET_ADDRESS": "LOCATION",
-    "GPE": "LOCATION",
-    "ZIP_CODE": "LOCATION",
-    "ORGANIZATION": "LOCATION",
-    "DATE_TIME": "DATE",
-    "PHONE_NUMBER": "CONTACT",
-    "EMAIL_ADDRESS": "CONTACT",
-    "DOMAIN_NAME": "CONTACT",
-    "IP_ADDRESS": "CONTACT",
-    "US_SSN": "ID",
-    "US_DRIVER_LICENSE": "ID",
-    "AGE": "AGE",
-}
+SYNTH_HIPAA = SYNTH_CATEGORY  # presidio-research labels scored; the rest are not HIPAA identifiers
 YEAR_ONLY = re.compile(r"(?:in |the )?(?:19|20)\d\d")
 # Presidio's own labels, for the baseline's predictions.
 BASELINE_CATEGORY = {
@@ -103,17 +90,7 @@ def load_synth() -> list[tuple[str, list, list]] | None:
 def load_physionet() -> list[tuple[str, list, list]] | None:
     if not PHYSIONET.exists():
         return None
-    docs = []
-    for line in PHYSIONET.read_text().splitlines():
-        note = json.loads(line)
-        gold = [
-            (x["start"], x["end"], PHYSIONET_CATEGORY[x["type"]])
-            for x in note["spans"]
-            if x["type"] in PHYSIONET_CATEGORY
-        ]
-        other = [(x["start"], x["end"], "YEAR") for x in note["spans"] if x["type"] in NOT_SAFE_HARBOR]
-        docs.append((note["text"], gold, other))
-    return docs
+    return [(note["text"], *gold_of(note)) for note in read_notes(PHYSIONET)]
 
 
 def chunk_detect(texts: list[str]) -> list[list[tuple[int, int, str]]]:

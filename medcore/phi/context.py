@@ -57,9 +57,18 @@ LATERALITY = {"l", "r", "lt", "rt"}
 VOCABULARY = "clinical vocabulary"
 
 
+PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
+
+
 def after_title(text: str, start: int) -> bool:
-    """A personal title right before: "DR R. SMITH" has an initial, not a side."""
-    return bool(re.search(r"(?i)\b(?:dr|mr|mrs|ms|miss)\.?\s*$", text[max(0, start - 8) : start]))
+    """A personal title right before: "DR R. SMITH" has an initial, not a side; "Dr. Bell" is a person."""
+    return bool(PERSONAL_TITLE.search(text[max(0, start - 12) : start]))
+
+
+def span_words(value: str) -> list[str]:
+    """The span's words, lower case, edge punctuation stripped (how vocabulary and stop-word checks see them)."""
+    words = [w.strip(".,;:'()").lower() for w in value.split()]
+    return [w for w in words if w]
 
 
 def is_measure(value: str) -> bool:
@@ -75,8 +84,7 @@ def follows_vital_cue(text: str, start: int) -> bool:
 
 def is_clinical_vocabulary(value: str, allow: AllowList) -> bool:
     """Every word is a clinical term or eponym/drug name ("CARDIAC", "NEO", "Abd", "Foley", "Rate 22")."""
-    words = [w.strip(".,;:'()").lower() for w in value.split()]
-    words = [w for w in words if w and not w.isdigit()]
+    words = [w for w in span_words(value) if not w.isdigit()]
     return bool(words) and all(w in allow.vocabulary for w in words)
 
 

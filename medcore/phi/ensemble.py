@@ -21,16 +21,14 @@ the sources is kept, and only a documented veto removes a span:
 
 from __future__ import annotations
 
-import re
-
 from medcore.phi.config import AllowList
-from medcore.phi.context import vetoes_date, vetoes_guess
-from medcore.phi.detect import Span, merge_spans, propagate_names, stop_words
+from medcore.phi.context import after_title, span_words, vetoes_date, vetoes_guess
+from medcore.phi.detect import Span, merge_spans, overlaps_any, propagate_names, stop_words
 from medcore.phi.recognizers import ANCHORED
+from medcore.phi.surrogates import is_over_89
 from medcore.train.token_windows import CharSpan
 
 TAGGER_NAME = "phi_tagger"
-PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
 WEAK_RULE = 0.6  # below this a rule is a shape only ("Crepitus is ..."): it needs the tagger's agreement
 TAGGER_SURE = 0.9  # at or above, a tagger name seeds propagation, and stop words it calls a name stand
 # The tagger's span types are MedCore's categories; the subtype steers surrogates (medcore.phi.redact).
@@ -82,20 +80,12 @@ def grow_number(text: str, start: int, end: int) -> tuple[int, int]:
 
 def keep_guess(text: str, span: Span, allow: AllowList) -> bool:
     """Rules 2 and 3: a guess stands unless a clinical-context veto applies."""
-    if span.type == "AGE" and not is_over_89(text[span.start : span.end]):
+    age = text[span.start : span.end]
+    if span.type == "AGE" and any(c.isdigit() for c in age) and not is_over_89(age):
         return False  # Safe Harbor aggregates only ages over 89; a younger age is not an identifier
     if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow) and not is_firm(span):
         return False  # "Goal", "Team", "She": prose, unless the tagger is sure
     return vetoes_guess(text, span.start, span.end, span.type, allow) is None
-
-
-def is_over_89(value: str) -> bool:
-    digits = "".join(c for c in value if c.isdigit())
-    return not digits or int(digits[:3]) > 89
-
-
-def overlaps(span: Span, others: list[Span]) -> bool:
-    return any(o.start < span.end and span.start < o.end for o in others)
 
 
 def keep_anchored(text: str, span: Span, allow: AllowList) -> bool:
@@ -103,15 +93,12 @@ def keep_anchored(text: str, span: Span, allow: AllowList) -> bool:
     if span.type == "DATE":
         return vetoes_date(text, span.start, span.end) is None
     if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow):
-        return span.recognizer == "title_name" and bool(
-            PERSONAL_TITLE.search(text[max(0, span.start - 12) : span.start])
-        )
+        return span.recognizer == "title_name" and after_title(text, span.start)
     return True
 
 
 def is_plain_name(value: str, allow: AllowList) -> bool:
-    words = [w.strip(".,;:'()").lower() for w in value.split()]
-    words = [w for w in words if w]
+    words = span_words(value)
     return bool(words) and all(w in stop_words() or w in allow.vocabulary for w in words)
 
 
@@ -129,7 +116,9 @@ def combine_spans(
     kept = [s for s in rule_spans if s.score >= ANCHORED and keep_anchored(text, s, allow)]
     tagged = [s for s in (tagger_span(text, t) for t in tagger_spans) if s is not None]
     guesses = [
-        s for s in rule_spans if s.score < ANCHORED and (s.score >= WEAK_RULE or not tagger_on or overlaps(s, tagged))
+        s
+        for s in rule_spans
+        if s.score < ANCHORED and (s.score >= WEAK_RULE or not tagger_on or overlaps_any(s, tagged))
     ]
     guesses += tagged
     kept += [s for s in guesses if keep_guess(text, s, allow)]

@@ -32,6 +32,12 @@ DATE_FORMS = [
 ]
 
 
+def is_over_89(value: str) -> bool:
+    """The age written in `value` is over 89 (Safe Harbor aggregates only those); False when it holds no digits."""
+    digits = "".join(c for c in value if c.isdigit())
+    return bool(digits) and int(digits[:3]) > 89
+
+
 def keyed_int(salt: bytes, *parts: str) -> int:
     """A stable integer from the salt and `parts` (HMAC-SHA256): the root of every surrogate choice."""
     message = "\x1f".join(parts).encode("utf-8")

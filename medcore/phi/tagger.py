@@ -23,7 +23,15 @@ from pathlib import Path
 from medcore.errors import MedcoreError
 from medcore.phi.config import DEFAULT_TAGGER, FALLBACK_THRESHOLD, RedactionConfig
 from medcore.rundir import read_json
-from medcore.train.token_windows import CharSpan, TagFile, TokenWindow, decode_spans, encode_windows, read_tag_file
+from medcore.train.token_windows import (
+    CharSpan,
+    TagFile,
+    TokenWindow,
+    decode_spans,
+    encode_windows,
+    read_tag_file,
+    window_batch,
+)
 
 TAGGER_RECORD = "tagger.json"  # how the tagger was trained: data, seed, metrics, revision, chosen threshold
 WINDOWS_PER_BATCH = 16  # windows per forward pass: larger batches barely help on CPU and cost memory
@@ -72,12 +80,7 @@ class PhiTagger:
         """Softmax probabilities (pieces x tags) for each window of one batch."""
         import torch
 
-        width = max(len(w.input_ids) for w in windows)
-        ids = torch.full((len(windows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, window in enumerate(windows):
-            ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
-            mask[row, : len(window.input_ids)] = 1
+        ids, mask = window_batch(windows, self.tokenizer.pad_token_id)
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
         probs = torch.softmax(logits, dim=-1).numpy()
@@ -104,8 +107,14 @@ def describe_settings(config: RedactionConfig) -> dict:
     if config.tagger is None:
         return {**settings, "tagger": None}
     weights = Path(config.tagger) / "adapter_model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
+    digest = weights_sha256(weights, weights.stat().st_mtime_ns) if weights.exists() else None
     return {**settings, "tagger": {"sha256": digest}, "threshold": resolve_threshold(config)}
+
+
+@functools.lru_cache(maxsize=4)
+def weights_sha256(path: Path, mtime_ns: int) -> str:
+    """Hashed once per file version: every split of a dataset redaction records the same tagger."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def has_tagger(folder: Path = DEFAULT_TAGGER) -> bool:

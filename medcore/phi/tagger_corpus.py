@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from medcore.errors import MedcoreError
+from medcore.phi.surrogates import is_over_89
 
 # PhysioNet deid gold types -> MedCore categories; DateYear is not a Safe Harbor identifier.
 PHYSIONET_CATEGORY = {
@@ -49,11 +50,6 @@ YEAR_ONLY = re.compile(r"(?:in |the )?(?:19|20)\d\d")
 TAGGER_TYPES = ("AGE", "CONTACT", "DATE", "ID", "LOCATION", "NAME", "PROFESSION")
 
 
-def over_89(value: str) -> bool:
-    digits = "".join(c for c in value if c.isdigit())
-    return bool(digits) and int(digits[:3]) > 89
-
-
 def register_notes(n: int, seed: int) -> list[dict]:
     """MedCore's generated notes in real registers (ALL CAPS, lower case, telegraphic, vitals-only)."""
     from medcore.demo.registers import generate_register_notes
@@ -61,7 +57,7 @@ def register_notes(n: int, seed: int) -> list[dict]:
     out = []
     for note in generate_register_notes(seed=seed, n=n):
         spans = [dict(s) for s in note["phi_spans"] if s["type"] in TAGGER_TYPES]
-        spans = [s for s in spans if s["type"] != "AGE" or over_89(note["text"][s["start"] : s["end"]])]
+        spans = [s for s in spans if s["type"] != "AGE" or is_over_89(note["text"][s["start"] : s["end"]])]
         out.append({"text": note["text"], "spans": spans, "patient": f"gen-{note['patient']}", "source": "register"})
     return out
 
@@ -106,7 +102,7 @@ def read_synth(path: Path, every_other: bool = True) -> list[dict]:
         for s in item.get("spans", []):
             category = SYNTH_CATEGORY.get(s.get("entity_type"))
             value = str(s.get("entity_value", ""))
-            if category is None or (category == "AGE" and not over_89(value)):
+            if category is None or (category == "AGE" and not is_over_89(value)):
                 continue
             if category == "DATE" and YEAR_ONLY.fullmatch(value.strip()):
                 continue  # a year alone is not a Safe Harbor date element

@@ -217,6 +217,19 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum()
 
 
+def window_batch(windows: list[TokenWindow], pad_id: int):
+    """(input_ids, attention_mask) tensors of windows right-padded to the longest."""
+    import torch
+
+    width = max(len(w.input_ids) for w in windows)
+    ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, window in enumerate(windows):
+        ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
+        mask[row, : len(window.input_ids)] = 1
+    return ids, mask
+
+
 def predict_spans(model, tokenizer, text: str, tag_file: TagFile, threshold: float) -> list[CharSpan]:
     """Tag one note with a token-classification model (in eval mode): windows, one batched forward, decode.
 
@@ -225,12 +238,7 @@ def predict_spans(model, tokenizer, text: str, tag_file: TagFile, threshold: flo
     import torch
 
     windows = encode_windows(tokenizer, text, tag_file.max_length, tag_file.stride)
-    width = max(len(w.input_ids) for w in windows)
-    ids = torch.full((len(windows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, window in enumerate(windows):
-        ids[row, : len(window.input_ids)] = torch.tensor(window.input_ids)
-        mask[row, : len(window.input_ids)] = 1
+    ids, mask = window_batch(windows, tokenizer.pad_token_id)
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
@@ -262,6 +270,7 @@ __all__ = [
     "default_stride",
     "encode_windows",
     "predict_spans",
+    "window_batch",
     "read_tag_file",
     "window_labels",
 ]
