@@ -158,3 +158,38 @@ def test_no_network_connection_is_attempted(analyzer, monkeypatch):
     detect.make_presidio_offline()
     email = presidio_analyzer.predefined_recognizers.EmailRecognizer()
     assert email.validate_result("jane.doe@example.co.uk") is True
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("She was transfered to GH for cath", "GH"),
+        ("TRANSFERED TO GH FOR EMERGENT CATH.", "GH"),
+        ("recently dc'd from GH TCU with a long stay", "GH"),
+        ("A CONSULT FROM THE GBMC. HO SPOKE", "GBMC"),
+        ("enroute to gh, did begin to wake", "gh"),
+    ],
+)
+def test_abbreviated_hospitals_are_places(analyzer, text, value):
+    assert "LOCATION" in found(text, value)
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("SATS IN THE HIGH 90'S", "HIGH"),
+        ("ADMITTED FROM CATH LAB", "CATH"),
+        ("transferred from OSH s/p MI", "OSH"),  # an outside hospital names none
+        ("admitted to MICU with ICH", "ICH"),
+    ],
+)
+def test_words_shaped_like_hospital_abbreviations_are_not(analyzer, text, value):
+    assert "LOCATION" not in found(text, value)
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [("MD to call with update: 410 392 0780 x45.", "x45"), ("MOBILITY AS ABLE | PG 23456", "23456")],
+)
+def test_phone_extensions_and_pager_numbers_are_contacts(analyzer, text, value):
+    assert "CONTACT" in found(text, value)

@@ -115,3 +115,92 @@ def test_tagger_spans_keep_their_score_and_source(allow):
     text = "wife mary called"
     (span,) = combine_spans(text, [], [at(text, "mary", "NAME", 0.77)], allow)
     assert (span.recognizer, span.score, span.subtype) == (TAGGER_NAME, 0.77, "PERSON")
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("sbp stable(106-114), no ectopy", "106-114"),  # no month and day among the numbers
+        ("NBP 66-131/32-43. PT NOTED", "66-131/32-43"),
+        ("BP DOWN TO 88/51 WHEN ASLEEP", "88/51"),
+        ("Patient on PSV of 15/5, 30% t/o night", "15/5"),  # ventilator settings
+        ("pt tried on nasal bipap, 10/5, unable to tolerate", "10/5"),
+        ("@ 0400 Pt developed 4/10 CP", "4/10"),  # pain scores
+        ("chest pressure 6/10. EKG ST elevations", "6/10"),
+        ("A/C 700/12/.6/5 ABG PENDING", "700/12/.6/5"),  # FiO2 written .6
+        ("ABG drawn revealed; 7.28-67-128. HO notified", "7.28-67-128"),
+        ("CRACKLES 1/2 WAY UP", "1/2"),
+        ("MICU NPN 0700-1930: Neuro", "0700-1930"),  # a shift
+        ("family meeting at 1200noon tomorrow", "1200noon"),
+    ],
+)
+def test_ranges_vent_settings_pain_scores_and_shifts_are_not_dates(text, value, allow):
+    assert combine_spans(text, [], [at(text, value, "DATE", 0.8)], allow) == []
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("MAINT DOSE STARTED APPROX 10/16 0930", "10/16"),  # "approx" quantifies fractions, not dates
+        ("HAD ELEVATED WBC 16.0 8/22. AFEBRILE", "8/22"),
+        ("s/p PTCA and stent to RCA 12/82. Reoccluded", "12/82"),  # a month and a year
+        ("CABG 1/78 c/b sternal wound infection", "1/78"),
+        ("Dates 24/06 and 11-13 stay dates", "11-13"),
+    ],
+)
+def test_dates_beside_numbers_and_quantities_stay_dates(text, value, allow):
+    assert values(text, combine_spans(text, [], [at(text, value, "DATE", 0.8)], allow)) == [(value, "DATE")]
+
+
+@pytest.mark.parametrize("word", ["NOTIFED", "levoquin", "amiodaronee", "PATINET", "fentynal", "DTR", "neice"])
+def test_misspelt_clinical_words_and_relatives_by_role_are_not_names(word, allow):
+    text = f"spoke to {word} today"
+    start = text.index(word)
+    assert vetoes_guess(text, start, start + len(word), "NAME", allow) is not None
+
+
+@pytest.mark.parametrize("name", ["Marotta", "Roberto", "Warren", "Philomena"])
+def test_surnames_near_no_clinical_word_stay_names(name, allow):
+    text = f"spoke to {name} today"
+    start = text.index(name)
+    assert vetoes_guess(text, start, start + len(name), "NAME", allow) is None
+
+
+@pytest.mark.parametrize(
+    "text,value,kept",
+    [
+        ("DISCUSSION WITH DTR PHILOMENA AND HER HUSBAND", "DTR PHILOMENA", "PHILOMENA"),  # a role, then a name
+        ("CK 373. DR JONES AWARE.", "DR JONES AWARE", "JONES"),
+        ("DR LAVELY NOTIFED AND", "DR LAVELY NOTIFED", "LAVELY"),  # a misspelt word too
+        ("questions answered (Dr. Arthur Wilson) today", "Arthur Wilson", "Arthur Wilson"),  # eponyms are surnames
+        ("AS PER W. MAROTTA. GU", "MAROTTA", "W. MAROTTA"),  # the initial belongs to the name
+    ],
+)
+def test_names_lose_clinical_words_and_take_their_initials(text, value, kept, allow):
+    assert values(text, combine_spans(text, [], [at(text, value, "NAME", 0.8)], allow)) == [(kept, "NAME")]
+
+
+@pytest.mark.parametrize(
+    "text,value,kept",
+    [
+        ("transfer to quartermain 2 today", "quartermain 2", "quartermain"),
+        ("follow by Kernan hospital. Wife aware", "Kernan hospital", "Kernan"),
+        ("Springfield, IL 62704 is home", "Springfield, IL 62704", "Springfield, IL 62704"),  # a ZIP code stays
+        ("moved to Ward 3 overnight", "Ward 3", "Ward 3"),  # the number is what identifies the ward
+    ],
+)
+def test_places_lose_unit_numbers_and_facility_words(text, value, kept, allow):
+    assert values(text, combine_spans(text, [], [at(text, value, "LOCATION", 0.8)], allow)) == [(kept, "LOCATION")]
+
+
+def test_a_tagger_date_loses_the_clock_time_and_plain_words_beside_it(allow):
+    text = "Arrived to CCU at 0330 3/7. Will address nutrition strategy 4/16 w/ team"
+    guesses = [at(text, "0330 3/7", "DATE", 0.8), at(text, "nutrition strategy 4/16", "DATE", 0.8)]
+    assert values(text, combine_spans(text, [], guesses, allow)) == [("3/7", "DATE"), ("4/16", "DATE")]
+
+
+@pytest.mark.parametrize("text", ["L rad aline intact", "WEAKLY MAE X 4 TO COMMAND", "Will D/W team"])
+def test_a_lone_letter_without_a_period_is_no_name(text, allow):
+    letter = next(w for w in ("L", "X", "W") if f"{w} " in text or f"/{w} " in text)
+    start = text.index(f"{letter} ") if f"{letter} " in text else text.index(letter)
+    assert combine_spans(text, [], [CharSpan(start, start + 1, "NAME", 0.8)], allow) == []

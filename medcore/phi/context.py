@@ -8,6 +8,7 @@ These filters apply to guesses (the tagger's and shape-only rules'); a cue word 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 
 from medcore.phi.config import DEFAULT_LEXICON, AllowList, load_lexicon
@@ -27,6 +28,8 @@ MEASURE = re.compile(
     r"|(?:\d{3,4}\s?(?:a|p|am|pm))"  # and 515PM, 1030am
     r"|(?:\d{1,2}:\d\d(?:\s?-\s?\d{1,2}:\d\d)?)"  # clock times and spans of them: 10:25 - 10:35
     r"|(?:[0-2]\d[0-5]\d)"  # 24-hour clock: 0800, 1600
+    r"|(?:[0-2]\d[0-5]\d\s?-\s?[0-2]\d[0-5]\d)"  # a shift: 1900-0700, 0330 - 0630
+    r"|(?:\d{1,4}\s?(?:noon|midnight|mn))"  # 12noon, 1200noon
     r"|(?:\d+(?:\.\d+)?)"  # a bare number
     r"|(?:\d+(?:\.\d+)?\s?-\s?\d+(?:\.\d+)?\s*(?:" + UNITS + r"))"  # a range with a unit: 30-50cc (not 10-3)
 )
@@ -45,8 +48,18 @@ CLOCK = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
 MEASURE_AFTER = re.compile(
     r"(?i)\s*(?:ns|nss|strength|str|power|motor|grip|tab|tabs|amp|amps|cc|ml|mg|pain|murmur|sem|hsm|dm|"
     r"systolic|diastolic|holosystolic|bilat|b/l|bue|ble|rue|lue|rle|lle|throughout|x\s?\d|"
-    r"l|lpm|liters?|nc|np|units?|u|mcg|hrs?|hours?|days?|min|mins|minutes?|times)\b"
+    r"l|lpm|liters?|nc|np|units?|u|mcg|hrs?|hours?|days?|min|mins|minutes?|times|"
+    r"cp|on\s+pain|way|rate|gallons?|bottles?|assist|pillows?|peep|psv|ps|cpap|bipap|fio2|imv|simv)\b"
+    r"|\s*%"  # vent and oxygen settings: "5/30%"
 )
+# A ventilator mode or setting right before: "PSV of 15/5", "BIPAP 10/5", "PS - 5/5", "settings of 15/5".
+VENT_BEFORE = re.compile(
+    r"(?i)\b(?:psv|ps|ips|cpap|bipap|peep|a/c|ac|imv|simv|prvc|vent|settings?)\b[\s,:/\-]*"
+    r"(?:(?:of|to|at|on|down|back|from|with|via|is|was|now|currently|remains)\s+)*$"
+)
+# A pain score: "CP 4/10", "chest pressure 6/10", "discomfort #4/10" (ten is the scale, not October's day).
+PAIN_SCORE = re.compile(r"\d{1,2}\s?[/-]\s?10")
+PAIN_BEFORE = re.compile(r"(?i)(?:\b(?:pain|cp|discomfort|pressure|ache|aching)\b[^.\n]{0,24}|#\s*)$")
 SLASH_CHAIN = re.compile(r"[\d.]+(?:[/\-][\d.]*)+")
 # Before a fraction that is a quantity: a mixed number "1 1/2", "upper 1/3", "q 1/2", "~ 1/3", vent "50% 5/5".
 QUANTITY_BEFORE = re.compile(r"(?i)(?:\b\d+|\b(?:upper|lower|mid|middle|q|about|approx|over|under)|[~%])\s*$")
@@ -55,6 +68,11 @@ QUANTITY_AFTER = re.compile(r"(?i)(?:\s+(?:of|up|down)\b|-\d)")
 WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 LATERALITY = {"l", "r", "lt", "rt"}
 VOCABULARY = "clinical vocabulary"
+# What follows a place's name without being part of it: "Kernan hospital", "Baltimore Rehab", "U of MD Med Center".
+GENERIC_PLACE_WORDS = frozenset(
+    "hospital hosp hospitals medical med center centre ctr rehab rehabilitation campus house nh snf clinic "
+    "ew er ed icu ccu unit ward area home nursing facility".split()
+)
 
 
 PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
@@ -71,6 +89,11 @@ def span_words(value: str) -> list[str]:
     return [w for w in words if w]
 
 
+def is_lone_letter(text: str, start: int, end: int) -> bool:
+    """ "L rad aline", "MAE X 4", "D/W team": one letter with no period, so not an initial ("W. Marotta")."""
+    return end - start == 1 and text[start].isalpha() and not text.startswith(".", end)
+
+
 def is_measure(value: str) -> bool:
     """The whole span is a measurement, a time or a bare number (never PHI on its own)."""
     return bool(MEASURE.fullmatch(value.strip()))
@@ -85,7 +108,7 @@ def follows_vital_cue(text: str, start: int) -> bool:
 def is_clinical_vocabulary(value: str, allow: AllowList) -> bool:
     """Every word is a clinical term or eponym/drug name ("CARDIAC", "NEO", "Abd", "Foley", "Rate 22")."""
     words = [w for w in span_words(value) if not w.isdigit()]
-    return bool(words) and all(w in allow.vocabulary for w in words)
+    return bool(words) and all(w in allow.vocabulary or allow.is_misspelt_vocabulary(w) for w in words)
 
 
 def is_relative_time(value: str, allow: AllowList) -> bool:
@@ -130,23 +153,59 @@ def is_lab_chain(text: str, start: int, end: int) -> bool:
     """Blood gases ("7.34/73/201", "7.37-49-247"), not dates or ids: a decimal among slash-separated numbers.
     (Four plain numbers may be two dates: "10/03/10/04".)"""
     chain = slash_chain(text, start, end)
-    numbers = [n for n in chain.split("/") if n]
-    return len(numbers) >= 2 and any("." in n.strip(".") for n in numbers)
+    numbers = [n for n in re.split(r"[/\-]", chain) if n]
+    return len(numbers) >= 2 and any(DECIMAL.search(n) for n in numbers)
+
+
+DECIMAL = re.compile(r"\d\.\d|^\.\d")  # 7.42, and FiO2 written .40
+
+
+def could_be_date(value: str) -> bool:
+    """Some neighbouring pair of the numbers is a month and day (either order) or a month and year: "106-114",
+    "88/51" and "34/24" are not dates; "10/5", "24/06", "12/82" and "2017-08-16" may be. (A single number is
+    judged elsewhere.)"""
+    numbers = re.findall(r"\d+", value)
+    if len(numbers) < 2:
+        return True
+    return any(month_and_day(int(a), int(b)) or month_and_year(int(a), b) for a, b in itertools.pairwise(numbers))
+
+
+def month_and_day(a: int, b: int) -> bool:
+    return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= a <= 31 and 1 <= b <= 12)
+
+
+def month_and_year(month: int, year: str) -> bool:
+    """ "12/82", "5/97", "1/2019": a month and a year (two digits above any day, or four)."""
+    return 1 <= month <= 12 and (len(year) == 4 or (len(year) == 2 and int(year) > 31))
+
+
+def is_proper_fraction(value: str) -> bool:
+    """ "1/2", "2/3", "3/4": a quantity's shape. "10/16" after "approx" or "8/22" after a lab value is a date."""
+    parts = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", value)
+    return bool(parts) and 0 < int(parts[1]) < int(parts[2]) <= 8
 
 
 def vetoes_date(text: str, start: int, end: int) -> str | None:
     """Vetoes that hold even against a date rule's format: lab and vent chains, doses, vital-sign cues."""
     value = text[start:end]
+    line_before = text[text.rfind("\n", 0, start) + 1 : start][-40:]
+    if value[:1].isdigit() and VENT_BEFORE.search(line_before):
+        return "ventilator settings"
     if not DIGITS_ONLY.fullmatch(value):
         return None
+    if not could_be_date(value):
+        return "no month and day among the numbers (a range or a blood pressure)"
     if follows_vital_cue(text, start):
         return "measurement after a vital-sign cue"
+    if PAIN_SCORE.fullmatch(value.strip()) and (PAIN_BEFORE.search(line_before) or MEASURE_AFTER.match(text, end)):
+        return "a pain score"
     if "/" in value and is_lab_chain(text, start, end):
         return "blood gas or ventilator settings"
     pair = "/" in value or "-" in value
     if pair and MEASURE_AFTER.match(text, end):
         return "a dose, score or grade"
-    if pair and (QUANTITY_BEFORE.search(text[max(0, start - 12) : start]) or QUANTITY_AFTER.match(text, end)):
+    quantity = QUANTITY_BEFORE.search(text[max(0, start - 12) : start]) or QUANTITY_AFTER.match(text, end)
+    if pair and quantity and (is_proper_fraction(value) or quantity.group().rstrip().endswith(("%", "~"))):
         return "a fraction or range"
     return None
 
@@ -162,6 +221,8 @@ def vetoes_guess(text: str, start: int, end: int, category: str, allow: AllowLis
         return "a clock time"
     if category in ("NAME", "LOCATION") and value.lower().strip(".") in LATERALITY and not after_title(text, start):
         return "laterality (L, R)"
+    if category in ("NAME", "LOCATION") and is_lone_letter(text, start, end) and not after_title(text, start):
+        return "a lone letter that is no initial (no period after it)"
     if category in ("DATE", "ID", "CONTACT") and DIGITS_ONLY.fullmatch(value) and is_lab_chain(text, start, end):
         return "blood gas or ventilator settings"
     if category == "DATE" and is_relative_time(value, allow):

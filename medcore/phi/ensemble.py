@@ -17,14 +17,30 @@ the sources is kept, and only a documented veto removes a span:
    is a name too (propagation, incl. other casing); an unsure guess never spreads.
 5. Overlapping spans merge into their union, typed by an anchored rule if one is among them, else by the
    tagger, else by the strongest member.
+6. Edges are tidied: a name takes in the initial before it ("W. Marotta") and loses the clinical words around it ("DTR Philomena", "Jones AWARE", "DR Jones";
+   not eponyms, which are surnames too: "Dr. Arthur Wilson"),
+   a place its trailing unit number and generic facility words ("Quartermain 2", "Kernan hospital"; not
+   a ZIP code, and not "Ward 3", where the number is all that identifies), and a
+   date the clock time beside it ("0330 3/7"): those words identify no one, and the text keeps its sense.
 """
 
 from __future__ import annotations
 
+import re
+
 from medcore.phi.config import AllowList
-from medcore.phi.context import after_title, span_words, vetoes_date, vetoes_guess
+from medcore.phi.context import (
+    CLOCK,
+    GENERIC_PLACE_WORDS,
+    MEASURE,
+    WEEKDAYS,
+    after_title,
+    span_words,
+    vetoes_date,
+    vetoes_guess,
+)
 from medcore.phi.detect import Span, merge_spans, overlaps_any, propagate_names, stop_words
-from medcore.phi.recognizers import ANCHORED
+from medcore.phi.recognizers import ANCHORED, MONTH
 from medcore.phi.surrogates import is_over_89
 from medcore.train.token_windows import CharSpan
 
@@ -123,7 +139,67 @@ def combine_spans(
     guesses += tagged
     kept += [s for s in guesses if keep_guess(text, s, allow)]
     kept += propagate_names(text, [s for s in kept if is_firm(s)], allow)
-    return merge_spans(kept, authority=type_authority)
+    merged = merge_spans(kept, authority=type_authority)
+    return [tidy for span in merged if (tidy := tidy_edges(text, span, allow)) is not None]
+
+
+WORD_RUN = re.compile(r"\S+")
+MONTH_WORD = re.compile(rf"(?i){MONTH}")
+YEAR_LIKE = re.compile(r"(?:19|20)\d\d")
+INITIAL_BEFORE = re.compile(r"(?<![\w.])[A-Za-z]\. $")  # "W. Marotta", "D. Phyl": the initial belongs to the name
+
+
+def is_clinical_word(word: str, allow: AllowList) -> bool:
+    """A clinical word around a name (not an eponym: those are surnames too, "Dr. Arthur Wilson")."""
+    return word not in allow.eponym_words and (word in allow.vocabulary or allow.is_misspelt_vocabulary(word))
+
+
+def not_a_date_part(word: str, allow: AllowList) -> bool:
+    """A clock time ("0330 3/7") or a plain word ("nutrition strategy 4/16") at a date's edge."""
+    if CLOCK.fullmatch(word) and not YEAR_LIKE.fullmatch(word):  # "March 27, 2023": 2023 is no 20:23
+        return True
+    if "noon" in word and MEASURE.fullmatch(word):
+        return True
+    if any(c.isdigit() for c in word) or MONTH_WORD.fullmatch(word) or word in WEEKDAYS or word in ("am", "pm"):
+        return False
+    return word in allow.vocabulary or word in stop_words()
+
+
+def tidy_edges(text: str, span: Span, allow: AllowList) -> Span:
+    """Rule 6: drop edge words that identify no one, as long as a word that might remains."""
+    words = [(m.start() + span.start, m.end() + span.start) for m in WORD_RUN.finditer(text[span.start : span.end])]
+
+    def clean(bounds: tuple[int, int]) -> str:
+        return text[bounds[0] : bounds[1]].strip(".,;:'()").lower()
+
+    if span.type == "NAME" and (initial := INITIAL_BEFORE.search(text, max(0, span.start - 4), span.start)):
+        span = Span(initial.start(), span.end, span.type, span.score, span.recognizer, span.subtype)
+        words.insert(0, (initial.start(), initial.start() + 2))
+    if span.type == "NAME":
+        plain = [is_clinical_word(clean(w), allow) for w in words]
+        first, last = 0, len(words)
+        while last - first > 1 and plain[first] and not all(plain[first + 1 : last]):
+            first += 1
+        while last - first > 1 and plain[last - 1] and not all(plain[first : last - 1]):
+            last -= 1
+    elif span.type == "LOCATION":
+        generic = [clean(w) in GENERIC_PLACE_WORDS or (clean(w).isdigit() and len(clean(w)) <= 3) for w in words]
+        first, last = 0, len(words)
+        while last - first > 1 and generic[last - 1] and not all(generic[first : last - 1]):
+            last -= 1
+    elif span.type == "DATE" and span.recognizer == TAGGER_NAME:  # a rule's date has its shape on purpose
+        clock = [not_a_date_part(clean(w), allow) for w in words]
+        first, last = 0, len(words)
+        while last - first > 1 and clock[first]:
+            first += 1
+        while last - first > 1 and clock[last - 1]:
+            last -= 1
+    else:
+        return span
+    if (first, last) == (0, len(words)) or not words:
+        return span
+    start, end = trim_punctuation(text, words[first][0], words[last - 1][1])
+    return Span(start, end, span.type, span.score, span.recognizer, span.subtype) if start < end else span
 
 
 def type_authority(span: Span) -> int:

@@ -213,6 +213,11 @@ def usps_street_suffixes() -> list[str]:
     return list(Provider.street_suffixes)
 
 
+# Clinical abbreviations shaped like an abbreviated hospital: an outside hospital (OSH, not a name), bleeds,
+# hypertrophies, pH, a nursing home.
+NOT_A_HOSPITAL = r"(?!(?i:osh|ich|sah|sdh|edh|ivh|bph|lvh|rvh|pph|ph|oh|uh|ah|eh|nh|hh|dh|ash|doh)\b)"
+
+
 def location_rules(lex: Lexicon) -> list[Rule]:
     hospital, org = words_alternation(lex.hospital_suffixes), words_alternation(lex.organization_suffixes)
     street = words_alternation(lex.street_suffixes + usps_street_suffixes())
@@ -221,6 +226,15 @@ def location_rules(lex: Lexicon) -> list[Rule]:
     place = rf"{CAP}(?: {CAP}){{0,2}}"
     return [
         Rule("hospital", "HOSPITAL", rf"(?P<phi>(?:(?:St\.?|Saint) )?(?:{CAP}'s |{CAP} ){{1,3}}{hospital})\b", 0.9),
+        # "transferred to GH", "from the VAMC", "GH EW": an abbreviated hospital (X Hospital, X Medical Center).
+        Rule(
+            "hospital_abbreviation",
+            "HOSPITAL",
+            r"(?:\b(?i:to|from|at|in|leave|left|via|into|enroute[ \t]+to)[ \t]+(?:(?i:the)[ \t]+)?)"
+            rf"{NOT_A_HOSPITAL}(?P<phi>[A-Z]{{1,2}}H|[A-Z]{{1,3}}MC|[a-z]h)\b(?![\-/])"
+            rf"|\b{NOT_A_HOSPITAL}(?P<HOSPITAL>[A-Z]{{1,2}}H|[A-Z]{{1,3}}MC)(?=[ \t]+(?:EW|ED|ER|TCU|ICU|CCU|MICU|SICU)\b)",
+            0.9,
+        ),
         Rule("organization", "ORGANIZATION", rf"(?P<phi>(?:{CAP} |& ){{1,3}}{org})\b\.?", 0.9),
         Rule(
             "ward",
@@ -312,7 +326,8 @@ def contact_rules() -> list[Rule]:
         Rule(
             "phone",
             "PHONE",
-            r"(?<![\w+])(?:\+1[ \t.\-]?)?(?:\([2-9]\d{2}\)[ \t]?|[2-9]\d{2}[ \t.\-])[2-9]\d{2}[ \t.\-]\d{4}(?!\w)",
+            r"(?<![\w+])(?:\+1[ \t.\-]?)?(?:\([2-9]\d{2}\)[ \t]?|[2-9]\d{2}[ \t.\-])[2-9]\d{2}[ \t.\-]\d{4}(?!\w)"
+            r"(?:[ \t]*(?i:x|ext\.?|extension)[ \t]*\d{1,5}\b)?",  # and its extension: "410 392 0780 x45"
             0.9,
         ),
         Rule(
@@ -325,7 +340,7 @@ def contact_rules() -> list[Rule]:
         Rule(
             "pager",
             "PAGER",
-            r"\b(?i:pager|pgr|beeper|bleep|paged?(?:[ \t]+at)?|pager[ \t]+number)[ \t]*[:#]?[ \t]*(?P<phi>#?\d-\d{4}|#?\d{4,5})\b",
+            r"\b(?i:pager|pgr|pg|beeper|bleep|paged?(?:[ \t]+at)?|pager[ \t]+number)[ \t]*[:#]?[ \t]*(?P<phi>#?\d-\d{4}|#?\d{4,5})\b",
             0.9,
         ),
         Rule("email", "EMAIL", r"\b[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,}\b", 0.95),
