@@ -108,3 +108,21 @@ def test_a_missing_tagger_says_how_to_build_one(tmp_path):
 
     with pytest.raises(MedcoreError, match="medcore phi train-tagger"):
         load_tagger(tmp_path / "nowhere")
+
+
+def test_the_inference_dtype_follows_the_cpu_unless_asked(monkeypatch):
+    import torch
+
+    from medcore.errors import MedcoreError
+    from medcore.phi.tagger import DTYPE_ENV, inference_dtype
+
+    monkeypatch.setenv(DTYPE_ENV, "float32")
+    assert inference_dtype() is torch.float32
+    monkeypatch.setenv(DTYPE_ENV, "bfloat16")
+    assert inference_dtype() is torch.bfloat16
+    monkeypatch.setenv(DTYPE_ENV, "auto")
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert inference_dtype() is (torch.bfloat16 if native else torch.float32)
+    monkeypatch.setenv(DTYPE_ENV, "int4")
+    with pytest.raises(MedcoreError, match="auto, float32 or bfloat16"):
+        inference_dtype()

@@ -134,9 +134,6 @@ def build_config(**fields) -> RedactionConfig:
         raise MedcoreError(f"Invalid redaction settings: {problems}") from None
 
 
-MISSPELT_MIN_LENGTH = 6  # shorter words are too close to too many names ("Rose"/"dose")
-
-
 class AllowList(BaseModel):
     """Known false positives: spans made only of these words, or matching a pattern, are not PHI."""
 
@@ -161,25 +158,6 @@ class AllowList(BaseModel):
     def vocabulary(self) -> frozenset[str]:
         """Every word that is not a name or place on its own: clinical terms, vocabulary and eponyms."""
         return self.words | frozenset(w.lower() for w in self.clinical_vocabulary)
-
-    @functools.cached_property
-    def vocabulary_deletes(self) -> dict[str, str]:
-        """Each long vocabulary word with one letter deleted -> the word (a symmetric-delete spelling index)."""
-        index: dict[str, str] = {}
-        for word in self.vocabulary:
-            if len(word) >= MISSPELT_MIN_LENGTH and word.isalpha():
-                index.setdefault(word, word)
-                for i in range(len(word)):
-                    index.setdefault(word[:i] + word[i + 1 :], word)
-        return index
-
-    def is_misspelt_vocabulary(self, word: str) -> bool:
-        """One letter added, dropped or changed from a long vocabulary word: "notifed", "levoquin", "amiodaronee".
-        Notes are typed fast; names this close to a clinical word of six letters or more are rare."""
-        if len(word) < MISSPELT_MIN_LENGTH or not word.isalpha():
-            return False
-        index = self.vocabulary_deletes
-        return word in index or any(word[:i] + word[i + 1 :] in index for i in range(len(word)))
 
     @functools.cached_property
     def common_words(self) -> frozenset[str]:

@@ -68,10 +68,11 @@ QUANTITY_AFTER = re.compile(r"(?i)(?:\s+(?:of|up|down)\b|-\d)")
 WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 LATERALITY = {"l", "r", "lt", "rt"}
 VOCABULARY = "clinical vocabulary"
-# What follows a place's name without being part of it: "Kernan hospital", "Baltimore Rehab", "U of MD Med Center".
-GENERIC_PLACE_WORDS = frozenset(
-    "hospital hosp hospitals medical med center centre ctr rehab rehabilitation campus house nh snf clinic "
-    "ew er ed icu ccu unit ward area home nursing facility".split()
+# Words beside a name that are not part of it: titles, roles, relatives by role, and what the notes say of
+# them ("DR JONES AWARE", "DTR PHILOMENA", "s. roberto rrt").
+NAME_EDGE_WORDS = frozenset(
+    "dr doctor mr mrs ms miss prof md rn np pa rrt ho do pt dtr daughter son wife husband mother father sister "
+    "brother neice niece nephew proxy hcp aware notified updated informed paged called".split()
 )
 
 
@@ -87,6 +88,23 @@ def span_words(value: str) -> list[str]:
     """The span's words, lower case, edge punctuation stripped (how vocabulary and stop-word checks see them)."""
     words = [w.strip(".,;:'()").lower() for w in value.split()]
     return [w for w in words if w]
+
+
+def is_name_edge_word(word: str) -> bool:
+    """A title, role, relative or status word (NAME_EDGE_WORDS), or one letter from a long one ("notifed")."""
+    return word in NAME_EDGE_WORDS or any(len(edge) >= 6 and one_edit_apart(word, edge) for edge in NAME_EDGE_WORDS)
+
+
+def one_edit_apart(a: str, b: str) -> bool:
+    """One letter inserted, dropped, changed, or two neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+        return len(diff) == 1 or swapped
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 def is_lone_letter(text: str, start: int, end: int) -> bool:
@@ -108,7 +126,7 @@ def follows_vital_cue(text: str, start: int) -> bool:
 def is_clinical_vocabulary(value: str, allow: AllowList) -> bool:
     """Every word is a clinical term or eponym/drug name ("CARDIAC", "NEO", "Abd", "Foley", "Rate 22")."""
     words = [w for w in span_words(value) if not w.isdigit()]
-    return bool(words) and all(w in allow.vocabulary or allow.is_misspelt_vocabulary(w) for w in words)
+    return bool(words) and all(w in allow.vocabulary for w in words)
 
 
 def is_relative_time(value: str, allow: AllowList) -> bool:

@@ -17,11 +17,10 @@ the sources is kept, and only a documented veto removes a span:
    is a name too (propagation, incl. other casing); an unsure guess never spreads.
 5. Overlapping spans merge into their union, typed by an anchored rule if one is among them, else by the
    tagger, else by the strongest member.
-6. Edges are tidied: a name takes in the initial before it ("W. Marotta") and loses the clinical words around it ("DTR Philomena", "Jones AWARE", "DR Jones";
-   not eponyms, which are surnames too: "Dr. Arthur Wilson"),
-   a place its trailing unit number and generic facility words ("Quartermain 2", "Kernan hospital"; not
-   a ZIP code, and not "Ward 3", where the number is all that identifies), and a
-   date the clock time beside it ("0330 3/7"): those words identify no one, and the text keeps its sense.
+6. Edges are tidied: a name takes in the initial before it ("W. Marotta") and loses the titles, roles,
+   relatives and status words around it ("DTR Philomena", "Jones AWARE", "DR Jones", "Lavely NOTIFED"); a
+   tagger's date loses the clock time and plain words beside it ("0330 3/7", "nutrition strategy 4/16").
+   Those words identify no one, and the text keeps its sense.
 """
 
 from __future__ import annotations
@@ -31,10 +30,10 @@ import re
 from medcore.phi.config import AllowList
 from medcore.phi.context import (
     CLOCK,
-    GENERIC_PLACE_WORDS,
     MEASURE,
     WEEKDAYS,
     after_title,
+    is_name_edge_word,
     span_words,
     vetoes_date,
     vetoes_guess,
@@ -149,11 +148,6 @@ YEAR_LIKE = re.compile(r"(?:19|20)\d\d")
 INITIAL_BEFORE = re.compile(r"(?<![\w.])[A-Za-z]\. $")  # "W. Marotta", "D. Phyl": the initial belongs to the name
 
 
-def is_clinical_word(word: str, allow: AllowList) -> bool:
-    """A clinical word around a name (not an eponym: those are surnames too, "Dr. Arthur Wilson")."""
-    return word not in allow.eponym_words and (word in allow.vocabulary or allow.is_misspelt_vocabulary(word))
-
-
 def not_a_date_part(word: str, allow: AllowList) -> bool:
     """A clock time ("0330 3/7") or a plain word ("nutrition strategy 4/16") at a date's edge."""
     if CLOCK.fullmatch(word) and not YEAR_LIKE.fullmatch(word):  # "March 27, 2023": 2023 is no 20:23
@@ -176,16 +170,11 @@ def tidy_edges(text: str, span: Span, allow: AllowList) -> Span:
         span = Span(initial.start(), span.end, span.type, span.score, span.recognizer, span.subtype)
         words.insert(0, (initial.start(), initial.start() + 2))
     if span.type == "NAME":
-        plain = [is_clinical_word(clean(w), allow) for w in words]
+        plain = [is_name_edge_word(clean(w)) for w in words]
         first, last = 0, len(words)
         while last - first > 1 and plain[first] and not all(plain[first + 1 : last]):
             first += 1
         while last - first > 1 and plain[last - 1] and not all(plain[first : last - 1]):
-            last -= 1
-    elif span.type == "LOCATION":
-        generic = [clean(w) in GENERIC_PLACE_WORDS or (clean(w).isdigit() and len(clean(w)) <= 3) for w in words]
-        first, last = 0, len(words)
-        while last - first > 1 and generic[last - 1] and not all(generic[first : last - 1]):
             last -= 1
     elif span.type == "DATE" and span.recognizer == TAGGER_NAME:  # a rule's date has its shape on purpose
         clock = [not_a_date_part(clean(w), allow) for w in words]
