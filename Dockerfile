@@ -4,7 +4,7 @@ FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
-    MEDCORE_HOME=/data/workspace MEDCORE_CONFIGS=/opt/medcore/configs
+    MEDCORE_HOME=/data/workspace
 RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ make && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/medcore
 COPY pyproject.toml README.md ./

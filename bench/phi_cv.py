@@ -28,7 +28,7 @@ from medcore.phi.ensemble import combine_spans
 from medcore.phi.scoring import PhiScore
 from medcore.phi.tagger import load_tagger, tagger_record
 from medcore.phi.tagger_corpus import NOT_SAFE_HARBOR, PHYSIONET_CATEGORY, physionet_patients
-from medcore.phi.tagger_train import TaggerTrainConfig, record_cross_validation, train_tagger
+from medcore.train.phi_tagger import TaggerTrainConfig, record_cross_validation, train_tagger
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/phi"
 DEV_NOTES = SHARED / "physionet_dev.jsonl"

@@ -2,7 +2,7 @@
 
     python bench/train_bench.py [--steps 30]
 
-Both sides: 2 CPU ranks under torchrun (gloo), ZeRO-1 (configs/zero/single_node.json), LoRA `default`, fp32,
+Both sides: 2 CPU ranks under torchrun (gloo), ZeRO-1 (medcore/train/presets/zero/single_node.json), LoRA `default`, fp32,
 micro-batch 8, the same learning-rate schedule and seed.
   - classification: minilm on the demo notes (text -> specialty), max_length 256.
   - causal-lm: tiny-llama on the demo QA set (note excerpt + question -> answer; prompt tokens masked), max_length 128.

@@ -11,7 +11,7 @@ import pytest
 from app_helpers import ROOT, serve_console
 
 from medcore.demo.build import NOTES_CSV, build_demo_workspace
-from medcore.jobs.procs import free_port
+from medcore.procs import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No sync, updates, background fetches or first-run pings: the browser, like the console, stays on loopback.

@@ -22,8 +22,8 @@ from polling import wait_for
 from medcore.cli import main
 from medcore.errors import MedcoreError
 from medcore.jobs import cancel_run, list_runs, read_logs, run_status, stop_run, submit_command
-from medcore.jobs.procs import check_port, tagged_processes
 from medcore.jobs.state import read_launch
+from medcore.procs import check_port, tagged_processes
 from medcore.rundir import FINAL_STATES, RunDir
 
 STANDIN = """

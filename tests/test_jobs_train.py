@@ -16,9 +16,9 @@ from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, RedactionInfo
 from medcore.errors import MedcoreError
 from medcore.jobs import checkpoint_now, launch_run, read_logs, resume_run, run_status, stop_run
-from medcore.jobs.procs import tagged_processes
 from medcore.jobs.resume import validate_checkpoint
 from medcore.jobs.state import read_launch
+from medcore.procs import tagged_processes
 from medcore.rundir import FINAL_STATES, RunDir
 from medcore.train import load_spec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from app_helpers import get, make_run_command, serve_console
 
-from medcore.jobs.procs import free_port
+from medcore.procs import free_port
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from medcore.phi.config import load_allowlist
 from medcore.phi.context import is_measure, vetoes_guess
 from medcore.phi.detect import Span
 from medcore.phi.ensemble import TAGGER_NAME, TAGGER_SURE, combine_spans
-from medcore.train.token_windows import CharSpan
+from medcore.token_windows import CharSpan
 
 
 @pytest.fixture(scope="module")

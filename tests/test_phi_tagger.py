@@ -14,7 +14,7 @@ from medcore.phi.detect import detect_texts
 from medcore.phi.scoring import PhiScore
 from medcore.phi.tagger import TAGGER_RECORD, load_tagger, tagger_record
 from medcore.phi.tagger_corpus import TAGGER_TYPES
-from medcore.phi.tagger_train import TaggerTrainConfig, train_tagger
+from medcore.train.phi_tagger import TaggerTrainConfig, train_tagger
 
 GUARD = Path(__file__).parent / "net_guard"
 HELD_OUT_SEED = 99  # generated notes of a seed the tagger never saw

@@ -19,12 +19,13 @@ from medcore.train.presets import (
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIC = REPO / "tests" / "data" / "classic_zero"
-ZERO_PRESETS = sorted((REPO / "configs" / "zero").glob("*.json"))
-LORA_PRESETS = sorted((REPO / "configs" / "lora").glob("*.yaml"))
+PACKAGED = REPO / "medcore" / "train" / "presets"
+ZERO_PRESETS = sorted((PACKAGED / "zero").glob("*.json"))
+LORA_PRESETS = sorted((PACKAGED / "lora").glob("*.yaml"))
 
 
-def test_configs_dir_is_the_repository_configs():
-    assert configs_dir() == REPO / "configs"
+def test_presets_ship_inside_the_package():
+    assert configs_dir() == PACKAGED
     assert len(ZERO_PRESETS) == 3 and len(LORA_PRESETS) == 3
 
 

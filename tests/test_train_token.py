@@ -18,11 +18,7 @@ from medcore.data.manifest import ColumnMapping, load_split
 from medcore.data.validate import validate_dataset
 from medcore.models import load_tokenizer, minilm_path
 from medcore.rundir import RunDir
-from medcore.train import load_spec, prepare_run_dir, torchrun_command, validate_spec
-from medcore.train.data import IGNORE, collate, eval_batches, load_units, tokenize_spans
-from medcore.train.launch import free_port
-from medcore.train.metrics import score_token_phi, token_phi_counts
-from medcore.train.token_windows import (
+from medcore.token_windows import (
     TAG_FILE,
     CharSpan,
     TagFile,
@@ -33,6 +29,10 @@ from medcore.train.token_windows import (
     read_tag_file,
     window_labels,
 )
+from medcore.train import load_spec, prepare_run_dir, torchrun_command, validate_spec
+from medcore.train.data import IGNORE, collate, eval_batches, load_units, tokenize_spans
+from medcore.train.launch import free_port
+from medcore.train.metrics import score_token_phi, token_phi_counts
 from medcore.workspace import get_workspace
 
 TAGS = bio_tags(["DATE", "NAME"])

@@ -12,14 +12,14 @@ from medcore.phi.config import DEFAULT_TAGGER
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     train = sub.add_parser("train-tagger", help="Train the PHI tagger with MedCore's trainer and package it.")
-    train.add_argument("options", nargs=argparse.REMAINDER, help="See `python -m medcore.phi.tagger_train --help`.")
+    train.add_argument("options", nargs=argparse.REMAINDER, help="See `python -m medcore.train.phi_tagger --help`.")
     info = sub.add_parser("tagger-info", help="Print the tagger's record: corpus, seed, metrics, threshold.")
     info.add_argument("--tagger", type=Path, default=DEFAULT_TAGGER, help="Tagger folder.")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "train-tagger":
-        from medcore.phi.tagger_train import main
+        from medcore.train.phi_tagger import main
 
         return main(args.options)
     from medcore.phi.tagger import tagger_record

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from medcore.errors import MedcoreError
 from medcore.fileio import write_bytes_atomic
-from medcore.jobs.procs import is_alive
+from medcore.procs import is_alive
 from medcore.rundir import read_json
 from medcore.workspace import Workspace
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from medcore.errors import MedcoreError
-from medcore.jobs.procs import check_port, free_port, is_alive, proc_ref, signal_group, terminate_job
 from medcore.jobs.queue import enqueue
 from medcore.jobs.slurm import SlurmConfig, render_sbatch, require_sbatch, submit_sbatch, trainer_args, write_sbatch
 from medcore.jobs.state import (
@@ -28,6 +27,7 @@ from medcore.jobs.state import (
     update_launch,
     write_request,
 )
+from medcore.procs import check_port, free_port, is_alive, proc_ref, signal_group, terminate_job
 from medcore.rundir import FINAL_STATES, RunDir
 from medcore.workspace import Workspace, get_workspace
 

@@ -15,7 +15,7 @@ from typing import Any
 from medcore.errors import MedcoreError
 from medcore.fileio import file_lock
 from medcore.jobs.diagnose import diagnose_log
-from medcore.jobs.procs import is_alive
+from medcore.procs import is_alive
 from medcore.rundir import FINAL_STATES, RunDir, read_json, write_json_atomic
 from medcore.workspace import Workspace, get_workspace
 

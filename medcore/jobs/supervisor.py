@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from medcore.jobs import queue
-from medcore.jobs.procs import (
+from medcore.jobs.state import read_launch, read_request, settle_final_state, update_launch
+from medcore.procs import (
     JOB_TAG_ENV,
     free_port,
     port_is_free,
@@ -27,7 +28,6 @@ from medcore.jobs.procs import (
     tagged_processes,
     terminate_job,
 )
-from medcore.jobs.state import read_launch, read_request, settle_final_state, update_launch
 from medcore.rundir import RunDir
 from medcore.workspace import Workspace
 

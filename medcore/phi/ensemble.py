@@ -41,7 +41,7 @@ from medcore.phi.context import (
 from medcore.phi.detect import Span, merge_spans, overlaps_any, propagate_names, stop_words
 from medcore.phi.recognizers import ANCHORED, MONTH
 from medcore.phi.surrogates import is_over_89
-from medcore.train.token_windows import CharSpan
+from medcore.token_windows import CharSpan
 
 TAGGER_NAME = "phi_tagger"
 WEAK_RULE = 0.6  # below this a rule is a shape only ("Crepitus is ..."): it needs the tagger's agreement

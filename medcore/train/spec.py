@@ -27,8 +27,8 @@ class RunSpec(BaseModel):
         "(text -> typed character spans, BIO-tagged word pieces: clinical NER / PHI tagging).",
     )
     dataset: str = Field(description="Workspace dataset name (see `medcore data list`).")
-    lora: str = Field("default", description="LoRA preset name in configs/lora, a YAML path, or `full` (no LoRA).")
-    zero: str = Field("single_node", description="DeepSpeed ZeRO preset name in configs/zero or a JSON path.")
+    lora: str = Field("default", description="LoRA preset name (medcore/train/presets/lora), a YAML path, or `full` (no LoRA).")
+    zero: str = Field("single_node", description="DeepSpeed ZeRO preset name (medcore/train/presets/zero) or a JSON path.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU."
     )

@@ -1,7 +1,7 @@
 """Train the learned PHI tagger with MedCore's own trainer and package it (adapter + head + record) for redaction.
 
     medcore phi train-tagger [--dev-notes FILE] [--synth FILE] [--out DIR]
-    python -m medcore.phi.tagger_train [same options]
+    python -m medcore.train.phi_tagger [same options]
 
 The corpus (medcore.phi.tagger_corpus) becomes a token-classification dataset in a scratch workspace; a
 `medcore.train` run fine-tunes the packaged MiniLM encoder with LoRA (the classifier head trained in full);

@@ -71,8 +71,8 @@ def evaluate_adapter(rd: RunDir, ws: Workspace, split: str = "test") -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medcore.commands.train import stream_job, summarise
     from medcore.train import load_spec, prepare_run_dir, torchrun_command, validate_spec
-    from medcore.train.cli import stream_job, summarise
     from medcore.workspace import get_workspace
 
     ws, began = get_workspace(), time.time()

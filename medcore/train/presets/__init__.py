@@ -1,4 +1,5 @@
-"""ZeRO and LoRA presets: load them from configs/, report unknown or ignored DeepSpeed keys, compute batch sizes."""
+"""ZeRO and LoRA presets: load them from the files beside this module (zero/, lora/), report unknown or ignored
+DeepSpeed keys, compute batch sizes. They ship inside the package, so an installed wheel has them too."""
 
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ class Finding:
 
 
 def configs_dir() -> Path:
-    """The presets folder: $MEDCORE_CONFIGS, else the repository's configs/."""
-    return Path(os.environ.get(CONFIGS_ENV) or Path(__file__).resolve().parents[2] / "configs")
+    """The presets folder (holding zero/ and lora/): $MEDCORE_CONFIGS, else the one shipped in the package."""
+    return Path(os.environ.get(CONFIGS_ENV) or Path(__file__).resolve().parent)
 
 
 def strip_comments(value: Any) -> Any:
@@ -222,7 +223,7 @@ def _preset_path(name: str, kind: Literal["zero", "lora"]) -> Path:
 
 
 def load_zero_preset(name: str) -> dict[str, Any]:
-    """A ZeRO preset (name in configs/zero or a JSON path), comments stripped, with every finding in one error."""
+    """A ZeRO preset (name in presets/zero or a JSON path), comments stripped, with every finding in one error."""
     path = _preset_path(name, "zero")
     try:
         config = json.loads(path.read_text())
@@ -256,7 +257,7 @@ def offloads_optimizer(config: dict[str, Any]) -> bool:
 
 
 class LoraPresetConfig(BaseModel):
-    """A LoRA preset from configs/lora/*.yaml."""
+    """A LoRA preset from presets/lora/*.yaml."""
 
     model_config = ConfigDict(extra="forbid")
     r: int = Field(gt=0, description="Rank of the low-rank update.")
@@ -269,7 +270,7 @@ class LoraPresetConfig(BaseModel):
 
 
 def load_lora_preset(name: str) -> LoraPresetConfig | None:
-    """The LoRA preset `name` (configs/lora or a YAML path); None for `full` (full fine-tune)."""
+    """The LoRA preset `name` (presets/lora or a YAML path); None for `full` (full fine-tune)."""
     if name == "full":
         return None
     path = _preset_path(name, "lora")
