@@ -27,6 +27,16 @@ from medcore.fileio import write_bytes_atomic
 STATES = ("queued", "starting", "running", "completed", "failed", "cancelled", "stopped")
 FINAL_STATES = ("completed", "failed", "cancelled", "stopped")
 
+# Inside checkpoints/checkpoint-<step>/: written by medcore.train.checkpoint, checked by medcore.jobs.resume.
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_TMP_PREFIX = ".tmp-checkpoint-"  # an interrupted save leaves only this, never a half checkpoint
+CHECKPOINT_ADAPTER = "adapter"  # the PEFT adapter of that step
+CHECKPOINT_DEEPSPEED = "deepspeed"  # DeepSpeed's own layout: model and optimizer shards per rank
+TRAINER_STATE = "trainer_state.json"  # step, world size, data position, best metric
+# PEFT's file names (peft.utils.CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME), without importing peft.
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -61,7 +71,9 @@ class RunDir:
         """Complete checkpoints, oldest first (temp folders of an interrupted save are ignored)."""
         if not self.checkpoints.exists():
             return []
-        found = [p for p in self.checkpoints.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+        found = [
+            p for p in self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name.split("-")[-1].isdigit()
+        ]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
     def latest_checkpoint(self) -> Path | None:

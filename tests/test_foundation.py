@@ -108,7 +108,28 @@ def test_cli_user_error_has_no_traceback(tmp_path):
     env = {"MEDCORE_HOME": str(tmp_path / "ws"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [sys.executable, "-m", "medcore", "data", "show", "no-such-dataset"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "no-such-dataset" in proc.stderr
+
+
+def test_every_config_reports_bad_fields_the_same_way(tmp_path):
+    from medcore.phi.config import build_config
+    from medcore.train.presets import load_lora_preset
+
+    with pytest.raises(
+        MedcoreError, match=r"Invalid redaction settings: unknown field 'treshold'; did you mean 'threshold'"
+    ):
+        build_config(treshold=0.3)
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("r: 8\nalpha: 16\ndropout: 0.1\ntarget_module: auto\n")
+    with pytest.raises(
+        MedcoreError,
+        match=r"Invalid LoRA preset mine.yaml: unknown field 'target_module'; did you mean 'target_modules'",
+    ):
+        load_lora_preset(str(preset))

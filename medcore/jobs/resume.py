@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from medcore.errors import MedcoreError
-from medcore.rundir import RunDir, read_json
+from medcore.rundir import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CHECKPOINT_ADAPTER, TRAINER_STATE, RunDir, read_json
 from medcore.workspace import Workspace
 
 
@@ -74,7 +74,7 @@ def inspect_plain(ckpt: Path, report: CheckpointReport) -> None:
         report.problems.append("Optimizer state is missing: no optimizer.pt.")
     if not (ckpt / "scheduler.pt").exists():
         report.problems.append("Learning-rate scheduler state is missing: no scheduler.pt.")
-    state = read_json(ckpt / "trainer_state.json", default={}) or {}
+    state = read_json(ckpt / TRAINER_STATE, default={}) or {}
     report.world_size = state.get("world_size")
 
 
@@ -93,20 +93,20 @@ def _base_model(spec: Any, ws: Workspace):
 def check_adapter(ckpt: Path, spec: Any, ws: Workspace, report: CheckpointReport) -> None:
     """The adapter must load onto the run's base model, not just exist."""
     # medcore.train keeps the adapter in checkpoint-N/adapter/; HF Trainer writes it at the top level.
-    ckpt = ckpt / "adapter" if (ckpt / "adapter").is_dir() else ckpt
+    ckpt = ckpt / CHECKPOINT_ADAPTER if (ckpt / CHECKPOINT_ADAPTER).is_dir() else ckpt
     if getattr(spec, "lora", None) == "full":
         if not (ckpt / "config.json").exists():
             report.problems.append(f"The fine-tuned weights are missing: no {ckpt.name}/config.json.")
         return
-    if not (ckpt / "adapter_config.json").exists():
-        report.problems.append("The LoRA adapter is missing: no adapter_config.json.")
+    if not (ckpt / ADAPTER_CONFIG).exists():
+        report.problems.append(f"The LoRA adapter is missing: no {ADAPTER_CONFIG}.")
         return
-    if not any((ckpt / name).exists() for name in ("adapter_model.safetensors", "adapter_model.bin")):
-        report.problems.append("The LoRA adapter weights are missing: no adapter_model.safetensors.")
+    if not any((ckpt / name).exists() for name in ADAPTER_WEIGHTS):
+        report.problems.append(f"The LoRA adapter weights are missing: no {ADAPTER_WEIGHTS[0]}.")
         return
-    config = read_json(ckpt / "adapter_config.json")
+    config = read_json(ckpt / ADAPTER_CONFIG)
     if not isinstance(config, dict) or "peft_type" not in config:
-        report.problems.append("adapter_config.json is not a PEFT adapter config (unreadable or no peft_type).")
+        report.problems.append(f"{ADAPTER_CONFIG} is not a PEFT adapter config (unreadable or no peft_type).")
         return
     try:
         from peft import PeftModel

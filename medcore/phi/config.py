@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medcore.errors import MedcoreError
+from medcore.errors import MedcoreError, describe_validation_error
 
 # Shipped as package data (pyproject: **/*.yaml), so a non-editable install finds them; --allowlist overrides.
 CONFIG_DIR = Path(__file__).resolve().parent / "resources"
@@ -130,8 +130,9 @@ def build_config(**fields) -> RedactionConfig:
     try:
         return RedactionConfig(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise MedcoreError(f"Invalid redaction settings: {problems}") from None
+        raise MedcoreError(
+            describe_validation_error(exc, "redaction settings", RedactionConfig.model_fields)
+        ) from None
 
 
 class AllowList(BaseModel):
@@ -208,8 +209,7 @@ def _validated(model: type[BaseModel], path: Path, what: str):
     try:
         return model.model_validate(read_yaml(path, what))
     except ValidationError as exc:
-        problems = "; ".join(f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise MedcoreError(f"The PHI {what} file {path} is invalid: {problems}.") from None
+        raise MedcoreError(describe_validation_error(exc, f"PHI {what} file {path}", model.model_fields)) from None
 
 
 @functools.lru_cache(maxsize=8)

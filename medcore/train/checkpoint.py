@@ -13,12 +13,19 @@ import numpy as np
 import torch
 
 from medcore.errors import MedcoreError
-from medcore.rundir import RunDir, read_json, write_json_atomic
+from medcore.rundir import (
+    ADAPTER_CONFIG,
+    CHECKPOINT_ADAPTER,
+    CHECKPOINT_DEEPSPEED,
+    CHECKPOINT_PREFIX,
+    CHECKPOINT_TMP_PREFIX,
+    TRAINER_STATE,
+    RunDir,
+    read_json,
+    write_json_atomic,
+)
 from medcore.token_windows import TAG_FILE
 from medcore.train.distributed import DistContext, barrier
-
-DS_TAG = "deepspeed"  # the DeepSpeed sub-folder of a checkpoint (its own layout: model/optimizer shards per rank)
-TRAINER_STATE = "trainer_state.json"
 
 
 def rng_state() -> dict[str, Any]:
@@ -81,7 +88,7 @@ def save_checkpoint(engine, ctx: DistContext, rd: RunDir, step: int, trainer_sta
 
     A failed save (full disk, I/O error) removes its temp folder and leaves every complete checkpoint as it was.
     """
-    tmp = rd.checkpoints / f".tmp-checkpoint-{step}"
+    tmp = rd.checkpoints / f"{CHECKPOINT_TMP_PREFIX}{step}"
     try:
         return _save_checkpoint(engine, ctx, rd, step, trainer_state, keep_last_k, tmp)
     except (OSError, RuntimeError) as exc:
@@ -99,14 +106,14 @@ def save_checkpoint(engine, ctx: DistContext, rd: RunDir, step: int, trainer_sta
 
 
 def _save_checkpoint(engine, ctx, rd: RunDir, step: int, trainer_state: dict, keep_last_k: int, tmp: Path) -> Path:
-    final = rd.checkpoints / f"checkpoint-{step}"
+    final = rd.checkpoints / f"{CHECKPOINT_PREFIX}{step}"
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    engine.save_checkpoint(str(tmp), tag=DS_TAG, client_state={"medcore_step": step})
+    engine.save_checkpoint(str(tmp), tag=CHECKPOINT_DEEPSPEED, client_state={"medcore_step": step})
     torch.save(rng_state(), tmp / f"rng_state_{ctx.rank}.pt")
-    save_adapter(engine, ctx, tmp / "adapter")
+    save_adapter(engine, ctx, tmp / CHECKPOINT_ADAPTER)
     if ctx.is_main:
         write_json_atomic(tmp / TRAINER_STATE, {**trainer_state, "step": step, "world_size": ctx.world_size})
     barrier()  # all ranks' shards are on disk before the folder becomes visible as complete
@@ -125,10 +132,10 @@ def load_checkpoint(engine, ctx: DistContext, path: Path) -> dict[str, Any]:
     if state is None:
         raise FileNotFoundError(f"{path / TRAINER_STATE} is missing: the checkpoint is incomplete.")
     loaded, _ = engine.load_checkpoint(
-        str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True
+        str(path), tag=CHECKPOINT_DEEPSPEED, load_optimizer_states=True, load_lr_scheduler_states=True
     )
     if loaded is None:
-        raise FileNotFoundError(f"DeepSpeed found no state under {path / DS_TAG}.")
+        raise FileNotFoundError(f"DeepSpeed found no state under {path / CHECKPOINT_DEEPSPEED}.")
     rng_file = path / f"rng_state_{ctx.rank}.pt"
     if rng_file.exists():
         set_rng_state(torch.load(rng_file, weights_only=False))
@@ -144,7 +151,7 @@ def export_merged(adapter_dir: Path, base_source, task: str, target: Path, model
 
     auto = auto_model_class(task)
     kwargs = model_kwargs or {}
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
     base = auto.from_pretrained(config.get("base_model_name_or_path") or base_source, **kwargs)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     tmp = target.with_name(f".{target.name}.tmp")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medcore.errors import MedcoreError
+from medcore.errors import MedcoreError, describe_validation_error
 
 
 class RunSpec(BaseModel):
@@ -27,8 +26,12 @@ class RunSpec(BaseModel):
         "(text -> typed character spans, BIO-tagged word pieces: clinical NER / PHI tagging).",
     )
     dataset: str = Field(description="Workspace dataset name (see `medcore data list`).")
-    lora: str = Field("default", description="LoRA preset name (medcore/train/presets/lora), a YAML path, or `full` (no LoRA).")
-    zero: str = Field("single_node", description="DeepSpeed ZeRO preset name (medcore/train/presets/zero) or a JSON path.")
+    lora: str = Field(
+        "default", description="LoRA preset name (medcore/train/presets/lora), a YAML path, or `full` (no LoRA)."
+    )
+    zero: str = Field(
+        "single_node", description="DeepSpeed ZeRO preset name (medcore/train/presets/zero) or a JSON path."
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU."
     )
@@ -116,20 +119,9 @@ def _read_spec_file(path: Path) -> dict[str, Any]:
 
 def describe_errors(exc: ValidationError, source: str) -> str:
     """Pydantic errors -> one line naming every bad field, with a suggestion for unknown ones."""
-    known = list(RunSpec.model_fields)
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "spec"
-        if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(where, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else "; see `medcore train --help` for fields"
-            parts.append(f"unknown field '{where}'{hint}")
-        elif err["type"] == "missing":
-            parts.append(f"'{where}' is required")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"'{where}': {msg} (got {err.get('input')!r})" if where != "spec" else msg)
-    return f"Invalid run spec ({source}): " + "; ".join(parts) + "."
+    return describe_validation_error(
+        exc, f"run spec ({source})", RunSpec.model_fields, "see `medcore train --help` for fields"
+    )
 
 
 def load_spec(source: str | os.PathLike | dict | RunSpec, overrides: list[str] | dict | None = None) -> RunSpec:

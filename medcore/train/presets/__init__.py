@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from medcore.errors import MedcoreError
+from medcore.errors import MedcoreError, describe_validation_error
 
 CONFIGS_ENV = "MEDCORE_CONFIGS"
 BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
@@ -279,8 +279,9 @@ def load_lora_preset(name: str) -> LoraPresetConfig | None:
     except yaml.YAMLError as exc:
         raise MedcoreError(f"LoRA preset {path} is not valid YAML: {exc}.") from None
     except ValidationError as exc:
-        bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise MedcoreError(f"LoRA preset {path.name} is invalid: {bad}.") from None
+        raise MedcoreError(
+            describe_validation_error(exc, f"LoRA preset {path.name}", LoraPresetConfig.model_fields)
+        ) from None
 
 
 def describe_presets(kind: Literal["zero", "lora"]) -> dict[str, str]:
