@@ -24,7 +24,6 @@ log = logging.getLogger("medcore.console")
 # and sessions; anything else gets a stable colour derived from its name.
 PALETTE = ("#f7a8a8", "#f7c6a8", "#c5e8a0", "#f5dc8a", "#a8cbf7", "#d2b4f5", "#f5b0dc")
 TYPE_COLORS = dict(zip(CATEGORIES, PALETTE, strict=False))
-NAME_PATTERN = re.compile(r"[^a-z0-9_.-]+")
 
 
 @contextmanager
@@ -177,12 +176,6 @@ def boxed_html(inner: str) -> str:
         '<div style="border:1px solid #ddd;border-radius:6px;padding:10px;max-height:420px;overflow-y:auto;'
         f'background:#fff">{inner}</div>'
     )
-
-
-def suggest_dataset_name(file_name: str) -> str:
-    """A valid dataset name from an upload's file name (`Notes 2024.csv` -> `notes-2024`)."""
-    stem = file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
-    return NAME_PATTERN.sub("-", stem).strip("-._")[:64] or "dataset"
 
 
 def state_badge(state: str) -> str:

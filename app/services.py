@@ -73,6 +73,13 @@ def read_folder(path: str) -> pd.DataFrame:
     return parse(Path(path.strip()).expanduser())
 
 
+def suggest_dataset_name(file_name: str) -> str:
+    """The engine's naming rule applied to an upload's file name, so the console never copies it."""
+    from medcore.data.manifest import suggest_dataset_name as suggest
+
+    return suggest(file_name)
+
+
 def suggest_mapping(frame: pd.DataFrame) -> ColumnMapping:
     from medcore.data.validate import suggest_mapping as suggest
 

@@ -244,3 +244,19 @@ def test_cli_redacts_a_catalog_dataset_into_a_new_audited_dataset(workspace, cap
     assert "Moreau" not in texts and "03/14/2023" not in texts and "[NAME]" in texts
     assert verify_audit_log(workspace).ok
     assert "Moreau" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "file_name,expected",
+    [("Notes 2024.csv", "notes-2024"), ("/tmp/ICU_notes.v2.parquet", "icu_notes.v2"), ("___.jsonl", "dataset")],
+)
+def test_a_suggested_dataset_name_is_one_the_engine_accepts(file_name, expected):
+    from medcore.data.manifest import check_dataset_name, suggest_dataset_name
+
+    assert check_dataset_name(suggest_dataset_name(file_name)) == expected
+
+
+def test_a_long_suggested_name_still_validates():
+    from medcore.data.manifest import check_dataset_name, suggest_dataset_name
+
+    check_dataset_name(suggest_dataset_name("a" * 63 + "-" + "b" * 10 + ".csv"))

@@ -83,6 +83,12 @@ class DatasetManifest(BaseModel):
         return sum(self.rows.values())
 
 
+def suggest_dataset_name(file_name: str) -> str:
+    """A valid dataset name from an upload's file name (`Notes 2024.csv` -> `notes-2024`)."""
+    stem = file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+    return re.sub(r"[^a-z0-9_.-]+", "-", stem).strip("-._")[:64].rstrip("-._") or "dataset"
+
+
 def check_dataset_name(name: str) -> str:
     if not NAME_PATTERN.match(name or ""):
         raise MedcoreError(
