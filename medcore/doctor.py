@@ -53,7 +53,6 @@ REQUIRED_PACKAGES: tuple[tuple[str, str, str], ...] = (
     ("transformers", "transformers", "5.20"),
     ("peft", "peft", "0.21"),
     ("presidio-analyzer", "presidio_analyzer", "2.2.366"),
-    ("presidio-anonymizer", "presidio_anonymizer", "2.2.366"),
     ("spacy", "spacy", "3.8"),
     ("duckdb", "duckdb", "2.0"),
     ("streamlit", "streamlit", "1.67"),

