@@ -1,4 +1,6 @@
-"""Process plumbing for detached jobs: identity that survives pid reuse, finding every process of a job, ports."""
+"""Process plumbing for detached jobs, the one mechanism every job uses (training, redaction, and what comes next):
+starting a job in its own session, identity that survives pid reuse, noticing a job that died without a
+result, finding every process of a job, ports."""
 
 from __future__ import annotations
 
@@ -6,7 +8,11 @@ import errno
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -45,6 +51,45 @@ def find_process(ref: dict[str, Any] | None) -> psutil.Process | None:
 
 def is_alive(ref: dict[str, Any] | None) -> bool:
     return find_process(ref) is not None
+
+
+def spawn_detached(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Start `command` in a new session, its output appended to `log_path`; returns its proc_ref at once.
+
+    A new session: the job outlives the console or CLI that started it and never gets their Ctrl-C.
+    """
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=True,
+        )
+    return proc_ref(proc.pid)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """`python -m module args...` with this interpreter (a job runs in the same environment as its starter)."""
+    return [sys.executable, "-m", module, *args]
+
+
+def settle_if_vanished(
+    read_status: Callable[[], dict[str, Any]],
+    processes: list[dict[str, Any] | None],
+    is_final: Callable[[dict[str, Any]], bool],
+    settle: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """A job's status; when it is not final but every one of its `processes` is gone, `settle` writes the end.
+
+    The status is read again after the processes are seen dead: a job writes its result just before it exits.
+    """
+    status = read_status()
+    if is_final(status) or any(is_alive(ref) for ref in processes):
+        return status
+    status = read_status()
+    return status if is_final(status) else settle(status)
 
 
 def tagged_processes(tag: str) -> list[psutil.Process]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from medcore.errors import MedcoreError
 from medcore.jobs.resume import validate_checkpoint
 from medcore.rundir import RunDir
+from medcore.train.spec import RunSpec
 
-SPEC = SimpleNamespace(model="minilm", task="classification", num_labels=2, nnodes=1, nproc_per_node=2)
+SPEC = RunSpec(model="minilm", task="classification", dataset="notes", nproc_per_node=2)
 
 
 @pytest.fixture

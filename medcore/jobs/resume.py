@@ -8,6 +8,7 @@ from typing import Any
 
 from medcore.errors import MedcoreError
 from medcore.rundir import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CHECKPOINT_ADAPTER, TRAINER_STATE, RunDir, read_json
+from medcore.train.spec import RunSpec
 from medcore.workspace import Workspace
 
 
@@ -22,8 +23,8 @@ class CheckpointReport:
     problems: list[str] = field(default_factory=list)
 
 
-def spec_world_size(spec: Any) -> int:
-    return int(getattr(spec, "nnodes", 1) or 1) * int(getattr(spec, "nproc_per_node", 1) or 1)
+def spec_world_size(spec: RunSpec) -> int:
+    return spec.world_size
 
 
 def _zero_stage(ds_config: dict | None) -> int:
@@ -78,7 +79,7 @@ def inspect_plain(ckpt: Path, report: CheckpointReport) -> None:
     report.world_size = state.get("world_size")
 
 
-def _base_model(spec: Any, ws: Workspace):
+def _base_model(spec: RunSpec, ws: Workspace):
     """The run's base model with the same classification head shape the trainer built (labels from the dataset)."""
     from medcore.data.manifest import read_manifest
     from medcore.models import load_model
@@ -90,11 +91,11 @@ def _base_model(spec: Any, ws: Workspace):
     return load_model(spec.model, spec.task, id2label=id2label, workspace=ws)
 
 
-def check_adapter(ckpt: Path, spec: Any, ws: Workspace, report: CheckpointReport) -> None:
+def check_adapter(ckpt: Path, spec: RunSpec, ws: Workspace, report: CheckpointReport) -> None:
     """The adapter must load onto the run's base model, not just exist."""
     # medcore.train keeps the adapter in checkpoint-N/adapter/; HF Trainer writes it at the top level.
     ckpt = ckpt / CHECKPOINT_ADAPTER if (ckpt / CHECKPOINT_ADAPTER).is_dir() else ckpt
-    if getattr(spec, "lora", None) == "full":
+    if spec.lora == "full":
         if not (ckpt / "config.json").exists():
             report.problems.append(f"The fine-tuned weights are missing: no {ckpt.name}/config.json.")
         return
@@ -128,7 +129,7 @@ def inspect_checkpoint(ckpt: Path, spec: Any, ws: Workspace) -> CheckpointReport
     return report
 
 
-def validate_checkpoint(rd: RunDir, spec: Any) -> CheckpointReport:
+def validate_checkpoint(rd: RunDir, spec: RunSpec) -> CheckpointReport:
     """The newest checkpoint, checked against the run's spec; MedcoreError listing every problem otherwise."""
     ckpt = rd.latest_checkpoint()
     if ckpt is None:

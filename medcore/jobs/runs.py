@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +25,7 @@ from medcore.jobs.state import (
     update_launch,
     write_request,
 )
-from medcore.procs import check_port, free_port, is_alive, proc_ref, signal_group, terminate_job
+from medcore.procs import check_port, free_port, is_alive, python_module, signal_group, spawn_detached, terminate_job
 from medcore.rundir import FINAL_STATES, RunDir
 from medcore.workspace import Workspace, get_workspace
 
@@ -73,41 +71,10 @@ def submit_command(
     )
     rd.update_status(state="queued", error=None, hint=None, exit_code=None, ended_at=None)
     update_launch(rd, ticket=str(enqueue(Workspace(rd.path.parent.parent), rd.run_id)))
-    with open(rd.log, "ab") as log_file:
-        # A new session: the job survives the console's exit and never gets the console's Ctrl-C.
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "medcore.jobs.supervisor", str(rd.path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
+    supervisor = spawn_detached(python_module("medcore.jobs.supervisor", str(rd.path)), rd.log)
     # The supervisor records itself too; recording it here closes the window before it starts.
-    update_launch(rd, supervisor=proc_ref(supervisor.pid))
+    update_launch(rd, supervisor=supervisor)
     return rd.run_id
-
-
-def _topology(spec: Any) -> dict[str, Any]:
-    """nnodes / node_rank / rendezvous host and port from the spec (fields the trainer's RunSpec may define)."""
-    endpoint = getattr(spec, "rdzv_endpoint", None) or ""
-    host, _, port = endpoint.rpartition(":") if endpoint else ("", "", "")
-    return {
-        "nnodes": int(getattr(spec, "nnodes", 1) or 1),
-        "node_rank": int(getattr(spec, "node_rank", 0) or 0),
-        "host": host or getattr(spec, "master_addr", None) or "127.0.0.1",
-        "port": int(port) if port else getattr(spec, "master_port", None),
-        "gpus_per_job": int(getattr(spec, "nproc_per_node", 1) or 1) if _on_cuda(spec) else 0,
-    }
-
-
-def _on_cuda(spec: Any) -> bool:
-    device = str(getattr(spec, "device", "cpu"))
-    if device == "auto":
-        from medcore.train.validate import resolve_device
-
-        device = resolve_device(spec)[0]
-    return device.startswith("cuda")
 
 
 def launch_run(
@@ -129,36 +96,34 @@ def launch_run(
 
     if backend not in ("local", "slurm"):
         raise MedcoreError(f"Unknown backend '{backend}': use 'local' (torchrun here) or 'slurm' (sbatch).")
-    ws = ws or get_workspace()
-    spec = train.load_spec(spec, overrides or {})
-    train.validate_spec(spec, ws)
-    topo = _topology(spec)
+    plan = train.plan_run(spec, ws or get_workspace(), overrides, port)
     if backend == "slurm":
         require_sbatch()
-    elif port or topo["port"]:
-        _check_own_port(int(port or topo["port"]), topo)
-    rd = train.prepare_run_dir(spec, ws)
-    return _queue(spec, rd, topo, backend=backend, slurm=slurm, port=port, resume=False, attempt=1)
+    elif plan.port:
+        _check_own_port(plan)
+    plan.create_run_dir()
+    return _queue(plan, backend=backend, slurm=slurm, attempt=1)
 
 
-def _check_own_port(port: int, topo: dict[str, Any]) -> None:
+def _check_own_port(plan) -> None:
     # Only node 0 listens on the rendezvous port, and only a local address can be checked from here.
-    if topo["node_rank"] == 0 and _is_local(topo["host"]):
-        check_port(port, "127.0.0.1" if topo["host"] == "localhost" else topo["host"])
+    if plan.node_rank == 0 and _is_local(plan.host):
+        check_port(plan.port, "127.0.0.1" if plan.host == "localhost" else plan.host)
 
 
 def _is_local(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1", socket.gethostname())
 
 
-def _queue(spec, rd: RunDir, topo, *, backend, slurm, port, resume: bool, attempt: int) -> str:
-    from medcore import train
-
+def _queue(plan, *, backend: str, slurm: SlurmConfig | None, attempt: int) -> str:
+    """Hand a LaunchPlan (medcore.train.LaunchPlan) to SLURM or to the local queue and its supervisor."""
+    rd = plan.run_dir
     if backend == "slurm":
         cfg = slurm or SlurmConfig()
-        command = train.torchrun_command(spec, rd, resume=resume, master_port=cfg.rdzv_port)
-        nproc = int(getattr(spec, "nproc_per_node", 1) or 1)
-        text = render_sbatch(rd, cfg, nnodes=topo["nnodes"], nproc_per_node=nproc, train_args=trainer_args(command))
+        command = plan.command(cfg.rdzv_port)
+        text = render_sbatch(
+            rd, cfg, nnodes=plan.nnodes, nproc_per_node=plan.nproc_per_node, train_args=trainer_args(command)
+        )
         job_id = submit_sbatch(write_sbatch(rd, text))
         update_launch(
             rd,
@@ -171,21 +136,20 @@ def _queue(spec, rd: RunDir, topo, *, backend, slurm, port, resume: bool, attemp
         )
         rd.update_status(state="queued", error=None, hint=None, exit_code=None, ended_at=None)
         return rd.run_id
-    chosen = int(port or topo["port"] or free_port())
-    command = train.torchrun_command(spec, rd, resume=resume, master_port=chosen)
+    chosen = int(plan.port or free_port())
     return submit_command(
         rd,
-        command,
-        host=topo["host"],
+        plan.command(chosen),
+        host=plan.host,
         port=chosen,
         # Only a single-node port may be swapped at start: other nodes were told this one.
-        port_auto=not (port or topo["port"]) and topo["nnodes"] == 1,
+        port_auto=not plan.port and plan.nnodes == 1,
         # A second node of a job on node 0's own machine (a local multi-node test) joins without a slot:
         # node 0 holds one, and queueing behind it would stall the rendezvous.
-        needs_slot=not (topo["node_rank"] > 0 and _is_local(topo["host"])),
-        nnodes=topo["nnodes"],
-        node_rank=topo["node_rank"],
-        gpus_per_job=topo["gpus_per_job"],
+        needs_slot=not (plan.node_rank > 0 and _is_local(plan.host)),
+        nnodes=plan.nnodes,
+        node_rank=plan.node_rank,
+        gpus_per_job=plan.gpus_per_job,
         attempt=attempt,
     )
 
@@ -323,14 +287,12 @@ def resume_run(run_id: str, ws: Workspace | None = None, *, port: int | None = N
     from medcore import train
     from medcore.jobs.resume import validate_checkpoint
 
-    spec = train.load_spec(rd.spec, {})
-    validate_checkpoint(rd, spec)
+    plan = train.plan_resume(rd, Workspace(rd.path.parent.parent), port)
+    validate_checkpoint(rd, plan.spec)
     launch = read_launch(rd)
-    topo = _topology(spec)
     if port:
-        _check_own_port(port, topo)
+        _check_own_port(plan)
     clear_request(rd)
     backend = launch.get("backend", "local")
     slurm = SlurmConfig(**launch["slurm"]) if launch.get("slurm") else None
-    attempt = int(launch.get("attempt", 1)) + 1
-    return _queue(spec, rd, topo, backend=backend, slurm=slurm, port=port, resume=True, attempt=attempt)
+    return _queue(plan, backend=backend, slurm=slurm, attempt=int(launch.get("attempt", 1)) + 1)

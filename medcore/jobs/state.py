@@ -15,7 +15,7 @@ from typing import Any
 from medcore.errors import MedcoreError
 from medcore.fileio import file_lock
 from medcore.jobs.diagnose import diagnose_log
-from medcore.procs import is_alive
+from medcore.procs import settle_if_vanished
 from medcore.rundir import FINAL_STATES, RunDir, read_json, write_json_atomic
 from medcore.workspace import Workspace, get_workspace
 
@@ -144,15 +144,15 @@ def observe_run(rd: RunDir) -> RunInfo:
     backend = launch.get("backend", "local")
     # Without launch.json the run was started by hand (plain torchrun): status.json is all there is.
     if state not in FINAL_STATES and backend == "local" and launch:
-        supervisor_alive = is_alive(launch.get("supervisor"))
-        job_alive = is_alive(launch.get("torchrun"))
         being_launched = not launch.get("supervisor") and time.time() - launch.get("queued_at", 0) < LAUNCH_GRACE_S
-        if not supervisor_alive and not job_alive and not being_launched:
-            # Re-read after seeing them dead: a supervisor writes its final state before it exits.
-            if rd.read_status().get("state") not in FINAL_STATES:
-                settle_final_state(rd, None)
-            status = rd.read_status()
-            state = status.get("state", "failed")
+        if not being_launched:
+            status = settle_if_vanished(
+                rd.read_status,
+                [launch.get("supervisor"), launch.get("torchrun")],
+                lambda s: s.get("state") in FINAL_STATES,
+                lambda s: settle_final_state(rd, None),
+            )
+            state = status.get("state", state)
     elif state not in FINAL_STATES and backend == "slurm":
         from medcore.jobs.slurm import observe_slurm
 

@@ -9,7 +9,6 @@ output, error) and job.log. Status and log carry counts and names only, never no
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -17,11 +16,12 @@ from pathlib import Path
 
 from medcore.errors import MedcoreError
 from medcore.phi.config import build_config
-from medcore.procs import is_alive, proc_ref
+from medcore.procs import proc_ref, python_module, settle_if_vanished, spawn_detached
 from medcore.rundir import read_json, write_json_atomic
 from medcore.workspace import Workspace
 
 PROGRESS_EVERY_S = 0.5
+ACTIVE = ("queued", "running")
 
 
 def jobs_dir(ws: Workspace) -> Path:
@@ -64,13 +64,10 @@ def start_redaction(
     request.update(overrides)
     write_json_atomic(folder / "request.json", request)
     write_json_atomic(folder / "status.json", {"state": "queued", "done": 0, "total": None, "started_at": time.time()})
-    with open(folder / "job.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "medcore.phi.job", str(folder)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MEDCORE_HOME": str(ws.root)},
-        )  # fmt: skip
-    _update(folder, pid=proc.pid, process=proc_ref(proc.pid))
+    process = spawn_detached(
+        python_module("medcore.phi.job", str(folder)), folder / "job.log", {"MEDCORE_HOME": str(ws.root)}
+    )
+    _update(folder, pid=process["pid"], process=process)
     return job_id
 
 
@@ -80,14 +77,12 @@ def redaction_status(ws: Workspace, job_id: str) -> dict:
     status = read_json(folder / "status.json")
     if status is None:
         raise MedcoreError(f"No redaction job '{job_id}' in {jobs_dir(ws)}.")
-    if status.get("state") in ("queued", "running") and status.get("process") and not is_alive(status["process"]):
-        time.sleep(0.2)  # the process may have written its result just before exiting
-        status = read_json(folder / "status.json") or status
-        if status.get("state") in ("queued", "running"):
-            status = _update(
-                folder, state="failed", error="The redaction process ended without a result; see job.log."
-            )
-    return status
+    return settle_if_vanished(
+        lambda: read_json(folder / "status.json") or status,
+        [status.get("process")],
+        lambda s: s.get("state") not in ACTIVE or not s.get("process"),
+        lambda s: _update(folder, state="failed", error="The redaction process ended without a result; see job.log."),
+    )
 
 
 def _update(folder: Path, **fields) -> dict:

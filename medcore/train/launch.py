@@ -1,4 +1,6 @@
-"""Create a run folder (resolved spec + DeepSpeed config) and build the torchrun / deepspeed commands that run it."""
+"""Plan a run (LaunchPlan: validated spec, device, topology, run folder, command), create its folder (resolved spec +
+DeepSpeed config) and build the torchrun / deepspeed commands that run it. medcore.jobs takes a LaunchPlan and
+queues it; it never reads a spec itself."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import secrets
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from medcore.rundir import RunDir, write_json_atomic
@@ -16,6 +19,65 @@ from medcore.train.validate import resolve_device
 from medcore.workspace import Workspace
 
 RDZV_JOIN_TIMEOUT_S = 120  # nodes that have not joined by then fail the job instead of waiting torchrun's 600 s
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What a job runs, decided once: the validated spec, this node's place in the job, the run folder, the command.
+
+    `port` is the rendezvous port the spec or the caller fixed (None: the launcher picks a free one, and may swap
+    it at start if it got taken while queued). The run folder exists once `create_run_dir` was called.
+    """
+
+    spec: RunSpec
+    workspace: Workspace
+    run_dir: RunDir
+    device: str
+    host: str
+    port: int | None
+    resume: bool = False
+
+    nnodes = property(lambda self: self.spec.nnodes)
+    node_rank = property(lambda self: self.spec.node_rank)
+    nproc_per_node = property(lambda self: self.spec.nproc_per_node)
+
+    @property
+    def gpus_per_job(self) -> int:
+        """GPUs this node's job takes from the machine's pool (the queue's slot accounting)."""
+        return self.spec.nproc_per_node if self.device.startswith("cuda") else 0
+
+    def command(self, master_port: int) -> list[str]:
+        return torchrun_command(self.spec, self.run_dir, resume=self.resume, master_port=master_port)
+
+    def create_run_dir(self) -> RunDir:
+        return prepare_run_dir(self.spec, self.workspace, self.run_dir.run_id)
+
+
+def plan_run(source, ws: Workspace, overrides: dict | list | None = None, port: int | None = None) -> LaunchPlan:
+    """Load and validate a spec (a RunSpec, dict or spec file) and plan its run; nothing is written yet.
+
+    Raises:
+        MedcoreError: every problem with the spec, the dataset, the model or the presets, in one message.
+    """
+    from medcore.train.spec import load_spec
+    from medcore.train.validate import validate_spec
+
+    spec = load_spec(source, overrides or {})
+    validate_spec(spec, ws)
+    return _plan(spec, ws, RunDir(ws.runs / new_run_id(spec)), port, resume=False)
+
+
+def plan_resume(run_dir: RunDir, ws: Workspace, port: int | None = None) -> LaunchPlan:
+    """The plan that continues `run_dir` from its newest checkpoint, with the spec it was launched with."""
+    from medcore.train.spec import load_spec
+
+    return _plan(load_spec(run_dir.spec, {}), ws, run_dir, port, resume=True)
+
+
+def _plan(spec: RunSpec, ws: Workspace, run_dir: RunDir, port: int | None, resume: bool) -> LaunchPlan:
+    host, _, fixed = (spec.rdzv_endpoint or "").rpartition(":") if spec.rdzv_endpoint else ("", "", "")
+    device = resolve_device(spec)[0]
+    return LaunchPlan(spec, ws, run_dir, device, host or "127.0.0.1", port or (int(fixed) if fixed else None), resume)
 
 
 def new_run_id(spec: RunSpec) -> str:
