@@ -206,3 +206,11 @@ def test_a_lone_letter_without_a_period_is_no_name(text, allow):
     letter = next(w for w in ("L", "X", "W") if f"{w} " in text or f"/{w} " in text)
     start = text.index(f"{letter} ") if f"{letter} " in text else text.index(letter)
     assert combine_spans(text, [], [CharSpan(start, start + 1, "NAME", 0.8)], allow) == []
+
+
+def test_the_clinical_vocabulary_holds_no_common_name_by_accident(allow):
+    from medcore.phi.recognizers import first_names, last_names
+
+    vocabulary = {w.lower() for w in allow.clinical_vocabulary}
+    # Clinical first, on purpose: brady(cardia), Foley (catheter), HO (house officer), white (count, colour).
+    assert vocabulary & (first_names() | last_names()) == {"brady", "foley", "ho", "white"}
