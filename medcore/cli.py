@@ -15,8 +15,14 @@ from medcore.errors import MedcoreError
 
 # command -> (module, one-line help). Add a command by adding a row and a module.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "doctor": ("medcore.doctor", "Check the installation: versions, CUDA, spaCy pipeline, packaged encoder, disk, RAM."),
-    "demo": ("medcore.commands.demo", "Build the deterministic synthetic demo workspace (notes with gold PHI, labels, QA)."),
+    "doctor": (
+        "medcore.doctor",
+        "Check the installation: versions, CUDA, spaCy pipeline, packaged encoder, disk, RAM.",
+    ),
+    "demo": (
+        "medcore.commands.demo",
+        "Build the deterministic synthetic demo workspace (notes with gold PHI, labels, QA).",
+    ),
     "redact": ("medcore.commands.redact", "Detect and redact PHI in a CSV/JSONL/Parquet file."),
     "phi": ("medcore.commands.phi", "Rebuild the learned PHI tagger (train-tagger) or show its record (tagger-info)."),
     "audit": ("medcore.commands.audit", "Show or verify the hash-chained redaction audit log."),
@@ -24,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medcore.commands.train", "Launch a fine-tuning run from a spec (torchrun + DeepSpeed + LoRA)."),
     "quickstart": ("medcore.commands.quickstart", "Demo data -> LoRA fine-tune of minilm -> evaluation summary."),
     "runs": ("medcore.commands.runs", "List, watch, cancel and resume runs."),
+    "eval": (
+        "medcore.commands.eval",
+        "Score predictions with clinical metrics and 95% confidence intervals (eval metrics).",
+    ),
 }
 
 

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"phi"},
     {"train"},
     {"jobs"},
+    {"evaluate"},
     {"doctor"},
     {"commands"},
     {"cli", "__main__"},

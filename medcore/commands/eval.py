@@ -1,0 +1,98 @@
+"""`medcore eval`: score a predictions file with clinical metrics and 95% confidence intervals.
+
+medcore eval metrics preds.csv --label-column y_true --pred-column y_pred
+medcore eval metrics preds.parquet --label-column y_true --pred-column y_pred --proba-prefix p_ \\
+    --subgroups sex,age_band --seed 0 --resamples 1000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from medcore.errors import MedcoreError, describe_validation_error
+from medcore.evaluate.bootstrap import SMALL_CELL, BootstrapConfig, Estimate
+from medcore.evaluate.metrics import HEADLINE, PER_CLASS
+from medcore.evaluate.predictions import PredictionColumns, read_predictions
+from medcore.evaluate.subgroups import EvaluationReport, is_small, score_predictions
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    # argparse %-formats help strings: a literal percent sign is written %%.
+    p = sub.add_parser("metrics", help="Metrics with 95%% CIs, overall, per class and per subgroup.")
+    columns, boot = PredictionColumns.model_fields, BootstrapConfig.model_fields
+    p.add_argument("predictions", type=Path, help="Predictions file: .csv or .parquet, one row per example.")
+    p.add_argument("--label-column", required=True, help=columns["label_column"].description)
+    p.add_argument("--pred-column", required=True, help=columns["pred_column"].description)
+    p.add_argument("--proba-prefix", default=None, help=columns["proba_prefix"].description)
+    p.add_argument("--subgroups", default="", help=columns["subgroups"].description + " Comma-separated.")
+    p.add_argument("--seed", type=int, default=boot["seed"].default, help=boot["seed"].description)
+    p.add_argument("--resamples", type=int, default=boot["resamples"].default, help=boot["resamples"].description)
+    p.add_argument("--json", action="store_true", help="Print one JSON object instead of tables.")
+
+
+def settings(args: argparse.Namespace) -> tuple[PredictionColumns, BootstrapConfig]:
+    """The command line as typed configs, every problem reported at once."""
+    subgroups = [c.strip() for c in args.subgroups.split(",") if c.strip()]
+    try:
+        columns = PredictionColumns(
+            label_column=args.label_column,
+            pred_column=args.pred_column,
+            proba_prefix=args.proba_prefix,
+            subgroups=subgroups,
+        )
+        return columns, BootstrapConfig(resamples=args.resamples, seed=args.seed)
+    except ValidationError as exc:
+        raise MedcoreError(describe_validation_error(exc, "eval metrics options")) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    columns, config = settings(args)
+    report = score_predictions(read_predictions(args.predictions, columns), config)
+    if args.json:
+        print(json.dumps(report.as_dict(), allow_nan=False))
+    else:
+        print_report(report)
+    return 0
+
+
+def cell(estimate: Estimate) -> str:
+    if estimate.value is None:
+        return "undefined"
+    if estimate.method == "count":
+        return str(estimate.value)
+    return f"{estimate.value:.3f} [{estimate.ci_low:.3f}, {estimate.ci_high:.3f}]"
+
+
+def print_grid(title: str, columns: dict[str, dict[str, Estimate]], names: tuple[str, ...]) -> None:
+    """Metrics down, one column per class or subgroup value."""
+    rows = [[title, *columns]] + [[name, *(cell(c[name]) for c in columns.values())] for name in names]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print()
+    for row in rows:
+        print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip())
+
+
+def print_report(report: EvaluationReport) -> None:
+    n, config = report.overall.n, report.config
+    print(
+        f"{report.source}: {n:,} examples, {len(report.labels)} class{'es' if len(report.labels) > 1 else ''} "
+        f"({', '.join(report.labels)}). "
+        f"95% CIs: stratified bootstrap, {config.resamples:,} resamples, seed {config.seed} (BCa, else percentile); "
+        f"Wilson for proportions with a denominator under {SMALL_CELL} or at 0 or 1."
+    )
+    print_grid("metric", {f"all (n={n:,})": report.overall.metrics}, HEADLINE)
+    per_class = dict(zip(report.labels, report.overall.per_class, strict=True))
+    print_grid("per class", per_class, PER_CLASS)
+    for column, groups in report.subgroups.items():
+        heads = {f"{value} (n={s.n:,}{', small' if is_small(s) else ''})": s.metrics for value, s in groups.items()}
+        print_grid(f"subgroup {column}", heads, HEADLINE)
+    if any(e.value is None for e in report.overall.metrics.values()):
+        print(
+            "\nundefined: no value for these data (AUROC needs both outcomes; PPV a class that is predicted; "
+            "AUROC, AUPRC, Brier and ECE need probability columns, --proba-prefix)."
+        )
