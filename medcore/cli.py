@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("medcore.commands.runs", "List, watch, cancel and resume runs."),
     "eval": (
         "medcore.commands.eval",
-        "Score predictions with clinical metrics and 95% confidence intervals (eval metrics).",
+        "Clinical metrics with 95% confidence intervals: of a model on a split (eval run) or of predictions (eval metrics).",
     ),
 }
 

@@ -1,5 +1,6 @@
-"""`medcore eval`: score a predictions file with clinical metrics and 95% confidence intervals.
+"""`medcore eval`: run a classifier over a dataset split, or score a predictions file, with 95% confidence intervals.
 
+medcore eval run RUN_ID --dataset notes-redacted [--split test] [--batch-size 32] [--seed 0] [--resamples 1000] [--json]
 medcore eval metrics preds.csv --label-column y_true --pred-column y_pred
 medcore eval metrics preds.parquet --label-column y_true --pred-column y_pred --proba-prefix p_ \\
     --subgroups sex,age_band --seed 0 --resamples 1000 --json
@@ -17,11 +18,17 @@ from medcore.errors import MedcoreError, describe_validation_error
 from medcore.evaluate.bootstrap import SMALL_CELL, BootstrapConfig, Estimate
 from medcore.evaluate.metrics import HEADLINE, PER_CLASS
 from medcore.evaluate.predictions import PredictionColumns, read_predictions
+from medcore.evaluate.results import PREDICTIONS, RESULT
+from medcore.evaluate.runner import EvalRunConfig, evaluate_model
 from medcore.evaluate.subgroups import EvaluationReport, is_small, score_predictions
+from medcore.workspace import get_workspace
+
+SUMMARY = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "brier", "ece")  # what `eval run` prints
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_run_arguments(sub.add_parser("run", help="Run a classifier (a run id or a base model) over a dataset split."))
     # argparse %-formats help strings: a literal percent sign is written %%.
     p = sub.add_parser("metrics", help="Metrics with 95%% CIs, overall, per class and per subgroup.")
     columns, boot = PredictionColumns.model_fields, BootstrapConfig.model_fields
@@ -33,6 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=boot["seed"].default, help=boot["seed"].description)
     p.add_argument("--resamples", type=int, default=boot["resamples"].default, help=boot["resamples"].description)
     p.add_argument("--json", action="store_true", help="Print one JSON object instead of tables.")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    fields = EvalRunConfig.model_fields
+
+    def described(name: str) -> str:
+        return fields[name].description.replace("%", "%%")
+
+    p.add_argument("model", metavar="MODEL_OR_RUN_ID", help=described("model"))
+    p.add_argument("--dataset", required=True, help=described("dataset"))
+    p.add_argument("--split", default=fields["split"].default, help=described("split"))
+    p.add_argument("--batch-size", type=int, default=fields["batch_size"].default, help=described("batch_size"))
+    p.add_argument("--seed", type=int, default=fields["seed"].default, help=described("seed"))
+    p.add_argument("--resamples", type=int, default=fields["resamples"].default, help=described("resamples"))
+    p.add_argument("--json", action="store_true", help="Print one JSON object instead of a summary.")
 
 
 def settings(args: argparse.Namespace) -> tuple[PredictionColumns, BootstrapConfig]:
@@ -51,6 +73,30 @@ def settings(args: argparse.Namespace) -> tuple[PredictionColumns, BootstrapConf
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_model(args) if args.action == "run" else score_file(args)
+
+
+def run_model(args: argparse.Namespace) -> int:
+    options = {name: getattr(args, name) for name in EvalRunConfig.model_fields}
+    result = evaluate_model(ws=get_workspace(), **options)
+    if args.json:
+        print(json.dumps(result, allow_nan=False))
+    else:
+        print_summary(result, args)
+    return 0
+
+
+def print_summary(result: dict, args: argparse.Namespace) -> None:
+    n, classes = result["n"], len(result["per_class"])
+    print(f"{args.model} on {args.dataset}/{args.split}: {n:,} examples, {classes} classes. 95% CIs:")
+    width = max(len(name) for name in SUMMARY)
+    for name in SUMMARY:
+        print(f"  {name:<{width}}  {cell(Estimate(**result['metrics'][name]))}")
+    folder = Path(result["path"])
+    print(f"saved {result['eval_id']}: {folder / RESULT} (every metric, per class and subgroup), {PREDICTIONS}")
+
+
+def score_file(args: argparse.Namespace) -> int:
     columns, config = settings(args)
     report = score_predictions(read_predictions(args.predictions, columns), config)
     if args.json:

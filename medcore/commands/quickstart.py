@@ -10,7 +10,8 @@ import json
 import os
 import time
 
-from medcore.rundir import RunDir, write_json_atomic
+from medcore.evaluate.runner import evaluate_model
+from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
 
 DATASET = "quickstart-notes"
@@ -38,36 +39,13 @@ def import_demo_notes(ws: Workspace, n: int, seed: int) -> str:
     return redact_dataset(ws, DATASET, overwrite=True).name
 
 
-def evaluate_adapter(rd: RunDir, ws: Workspace, split: str = "test") -> dict:
-    """Accuracy and macro F1 of the run's adapter on a split (one process), with scikit-learn."""
-    import torch
-    from peft import PeftModel
-    from sklearn.metrics import accuracy_score, f1_score
-
-    from medcore.data.manifest import read_manifest
-    from medcore.models import load_model, load_tokenizer
-    from medcore.train.data import eval_batches, load_units
-    from medcore.train.spec import load_spec
-
-    spec = load_spec(rd.spec)
-    labels = read_manifest(ws, spec.dataset).label_set
-    base = load_model(spec.model, spec.task, id2label=dict(enumerate(labels)), workspace=ws)
-    model = PeftModel.from_pretrained(base, rd.adapter).eval()
-    tokenizer = load_tokenizer(spec.model, ws)
-    units = load_units(spec, ws, tokenizer, split, labels)
-    truth, preds = [], []
-    with torch.no_grad():
-        for batch, _ in eval_batches(units, spec.micro_batch, 1, 0, tokenizer.pad_token_id, spec.task):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            preds += logits.argmax(-1).tolist()
-            truth += batch["labels"].tolist()
-    return {
-        "split": split,
-        "rows": len(truth),
-        "accuracy": accuracy_score(truth, preds),
-        "macro_f1": f1_score(truth, preds, average="macro"),
-        "labels": len(labels),
-    }
+def summarise_eval(result: dict, split: str) -> dict:
+    """The quickstart's summary of an eval: accuracy and macro F1 with their 95% CIs, and where the rest is."""
+    summary = {"split": split, "rows": result["n"], "labels": len(result["per_class"])}
+    for name in ("accuracy", "macro_f1"):
+        metric = result["metrics"][name]
+        summary[name], summary[f"{name}_ci95"] = metric["value"], [metric["ci_low"], metric["ci_high"]]
+    return {**summary, "eval_id": result["eval_id"], "eval_path": result["path"]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if rd.read_status().get("state") != "completed":
         return 1
     print("[3/4] evaluating the adapter on the test split...", flush=True)
-    result = evaluate_adapter(rd, ws, "test")
+    result = summarise_eval(evaluate_model(rd.run_id, ws, dataset, "test", seed=args.seed), "test")
     write_json_atomic(rd.path / "eval_test.json", result)
     print(f"[4/4] done in {time.time() - began:.0f}s\n" + json.dumps(result, indent=2))
     print(f"adapter: {rd.adapter}\nnext: `medcore runs` to list runs; open the console with `make run`.")

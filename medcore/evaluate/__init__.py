@@ -1,4 +1,4 @@
-"""Evaluation: clinical metrics with 95% confidence intervals, overall, per class and per subgroup value."""
+"""Evaluation: run a model over a dataset split; clinical metrics with 95% CIs, overall, per class and per subgroup."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ _EXPORTS = {
     "read_predictions": "medcore.evaluate.predictions",
     "EvaluationReport": "medcore.evaluate.subgroups",
     "score_predictions": "medcore.evaluate.subgroups",
+    "EvalRunConfig": "medcore.evaluate.runner",
+    "load_classifier": "medcore.evaluate.runner",
+    "predict_split": "medcore.evaluate.runner",
+    "evaluate_model": "medcore.evaluate.runner",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,0 +1,64 @@
+"""The eval folder contract: what `medcore eval run` writes under evals/, as constants its readers import.
+
+evals/<eval_id>/          eval_id = eval-<YYYYmmdd-HHMMSS>-<6 hex>
+  predictions.parquet     row (0-based in the split file), y_true, y_pred, p_<label>: numbers and labels, no text
+  result.json             the metrics with 95% CIs: n, metrics, per_class, subgroups (`medcore eval metrics --json`)
+  config.json             what was evaluated: options, dataset content hash, model identity, medcore version
+
+A result is written into evals/.tmp-<eval_id>/ and renamed into place, so a crash leaves no half-written folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medcore.rundir import write_json_atomic
+from medcore.workspace import Workspace
+
+PREDICTIONS = "predictions.parquet"
+RESULT = "result.json"
+CONFIG = "config.json"
+TMP_PREFIX = ".tmp-"  # an unfinished result folder; readers skip it
+
+
+def new_eval_id() -> str:
+    return f"eval-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """Parquet into a temp file beside `path`, then renamed over it: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_eval(
+    ws: Workspace, predictions: pd.DataFrame, result: dict[str, Any], config: dict[str, Any]
+) -> tuple[str, Path]:
+    """Write a new evals/<eval_id>/ folder atomically; returns (eval_id, its path)."""
+    ws.evals.mkdir(parents=True, exist_ok=True)
+    eval_id = new_eval_id()
+    while (ws.evals / eval_id).exists():  # two evals in one second drew the same 6 hex digits
+        eval_id = new_eval_id()
+    tmp, final = ws.evals / f"{TMP_PREFIX}{eval_id}", ws.evals / eval_id
+    try:
+        tmp.mkdir()
+        write_parquet_atomic(tmp / PREDICTIONS, predictions)
+        write_json_atomic(tmp / RESULT, result)
+        write_json_atomic(tmp / CONFIG, {"eval_id": eval_id, **config})
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return eval_id, final

@@ -1,0 +1,358 @@
+"""Run a classification model over a dataset split and score it with 95% CIs: the engine of `medcore eval run`.
+
+    medcore eval run RUN_ID --dataset notes-redacted --split test --json   # a run's adapter on its base model
+    medcore eval run minilm --dataset notes-redacted                       # a base model, fresh head: chance floor
+
+A run is loaded as its adapter merged into its base model; a base model gets a new head, drawn from a fixed seed so
+the same base gives the same scores. Every run of a split writes evals/<eval_id>/ (see medcore.evaluate.results).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medcore import __version__
+from medcore.data.manifest import DatasetManifest, load_split, read_manifest
+from medcore.errors import MedcoreError, describe_validation_error
+from medcore.evaluate.bootstrap import BootstrapConfig
+from medcore.evaluate.predictions import Predictions, subgroup_values
+from medcore.evaluate.results import write_eval
+from medcore.evaluate.subgroups import score_predictions
+from medcore.jobs.state import find_run
+from medcore.models import REGISTRY_NAMES, load_model, load_tokenizer, resolve_model_path
+from medcore.rundir import ADAPTER_CONFIG, RunDir
+from medcore.train.spec import RunSpec, load_spec
+from medcore.workspace import Workspace
+
+SUPPORTED_TASKS = ("classification",)
+FRESH_HEAD_SEED = 0  # a base model's new head: seeded, so a baseline is reproducible
+FULL_MODEL_DIR = "model"  # where a full fine-tune (lora: full) leaves its weights, instead of adapter/
+MODEL_CONFIG = "config.json"  # a Hugging Face model folder's config
+MAX_LENGTH = RunSpec.model_fields["max_length"].default  # a base model's truncation: a default run's max_length
+SHOWN_LABELS = 20
+_BOOT = BootstrapConfig.model_fields
+
+
+class EvalRunConfig(BaseModel):
+    """What `medcore eval run` evaluates, and how; written to the eval folder's config.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        description="A run id (its adapter on its base model), or a registry model (minilm, tiny-llama) or model "
+        "folder with a fresh, untrained head (a chance baseline)."
+    )
+    dataset: str = Field(description="Workspace dataset to evaluate on (see `medcore data list`).")
+    split: Literal["train", "validation", "test"] = Field("test", description="Split to evaluate (default test).")
+    batch_size: int = Field(
+        32, ge=1, le=4096, description="Examples per forward pass, grouped by length (default 32)."
+    )
+    seed: int = Field(_BOOT["seed"].default, ge=0, description=_BOOT["seed"].description)
+    resamples: int = Field(_BOOT["resamples"].default, ge=100, le=100_000, description=_BOOT["resamples"].description)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What a `model` argument names: a run's trained weights on its base model, or a base model alone."""
+
+    base: str  # registry name, folder or hub id of the base model
+    run: RunDir | None = None
+    spec: RunSpec | None = None
+
+    @property
+    def weights(self) -> Path | None:
+        """The run's trained weights: its adapter folder, or the whole model of a full fine-tune."""
+        if self.run is None or self.spec is None:
+            return None
+        return self.run.path / FULL_MODEL_DIR if self.spec.lora == "full" else self.run.adapter
+
+
+def resolve_source(model: str, ws: Workspace) -> ModelSource:
+    """A run id -> its validated run; a registry name, folder or hub id -> a base model.
+
+    Raises:
+        MedcoreError: an unknown run (listing runs), a run of another task, or a run without trained weights.
+    """
+    is_run = "/" not in model and not model.startswith(".") and (ws.runs / model).is_dir()
+    if not is_run and (model in REGISTRY_NAMES or "/" in model or Path(model).expanduser().exists()):
+        return ModelSource(base=model)
+    try:
+        rd = find_run(model, ws)
+    except MedcoreError as exc:
+        raise MedcoreError(
+            f"{exc} Or pass a registry model ({', '.join(REGISTRY_NAMES)}) or a model folder."
+        ) from None
+    spec = load_spec(rd.spec)
+    check_task(spec.task, f"Run '{rd.run_id}'")
+    source = ModelSource(base=spec.model, run=rd, spec=spec)
+    if not (source.weights / (MODEL_CONFIG if spec.lora == "full" else ADAPTER_CONFIG)).exists():
+        state = rd.read_status().get("state", "unknown")
+        raise MedcoreError(
+            f"Run '{rd.run_id}' has no adapter yet ({source.weights} is missing or incomplete; state: {state}). "
+            f"Wait for it to complete (`medcore runs status {rd.run_id}`), or resume it if it stopped or failed "
+            f"(`medcore runs resume {rd.run_id}`), then evaluate again."
+        )
+    return source
+
+
+def check_task(task: str | None, what: str) -> None:
+    if task not in SUPPORTED_TASKS:
+        raise MedcoreError(
+            f"{what} is a {task or 'text-only (no task)'} {'run' if what.startswith('Run') else 'dataset'}; "
+            f"`medcore eval run` supports {', '.join(SUPPORTED_TASKS)} today. Score other models' predictions "
+            "with `medcore eval metrics PREDICTIONS_FILE`."
+        )
+
+
+def dataset_labels(ws: Workspace, dataset: str) -> tuple[DatasetManifest, list[str]]:
+    """The dataset's manifest and label names (in its label order), after checking its task."""
+    manifest = read_manifest(ws, dataset)
+    check_task(manifest.task, f"Dataset '{dataset}'")
+    return manifest, [str(label) for label in manifest.label_set]
+
+
+def show_labels(labels: list[str]) -> str:
+    shown = ", ".join(labels[:SHOWN_LABELS])
+    return shown + (f" and {len(labels) - SHOWN_LABELS} more" if len(labels) > SHOWN_LABELS else "")
+
+
+def head_labels(source: ModelSource, ws: Workspace, dataset: str, labels: list[str]) -> list[str]:
+    """The classes of the model's head, in output order: a run's training labels; a fresh head: the dataset's."""
+    if source.spec is None:
+        return labels
+    trained_on = source.spec.dataset
+    try:
+        head = [str(label) for label in read_manifest(ws, trained_on).label_set]
+    except MedcoreError:
+        raise MedcoreError(
+            f"Run '{source.run.run_id}' was trained on dataset '{trained_on}', which is no longer in the "
+            "workspace, so the names of its head's classes are unknown. Re-import that dataset, then evaluate again."
+        ) from None
+    check_same_labels(head, labels, f"Run '{source.run.run_id}' (trained on '{trained_on}')", dataset)
+    return head
+
+
+def check_same_labels(head: list[str], labels: list[str], what: str, dataset: str) -> None:
+    if set(head) != set(labels):
+        raise MedcoreError(
+            f"{what} predicts the classes {show_labels(head)}, but dataset '{dataset}' has the labels "
+            f"{show_labels(labels)}. Evaluate on a dataset with the same labels, or train a run on '{dataset}'."
+        )
+
+
+def load_classifier(model: str, ws: Workspace, dataset: str):
+    """(model, tokenizer, labels) for `model` = a run id (its adapter on its base model, loaded with peft, merged
+    for speed) or a registry name / model folder (a base model with a fresh head sized to the dataset's labels).
+    Eval mode, on CPU, fp32. `labels` are the head's classes in output order; the tokenizer's model_max_length
+    is the run's max_length (MAX_LENGTH for a base model).
+
+    Raises:
+        MedcoreError: see resolve_source; a dataset that is not a classification dataset; label sets that differ.
+    """
+    import torch
+
+    source = resolve_source(model, ws)
+    _, labels = dataset_labels(ws, dataset)
+    head = head_labels(source, ws, dataset, labels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(FRESH_HEAD_SEED)  # a fresh head's weights; a run's trained head replaces them
+        net = build_network(source, head, ws)
+    tokenizer = load_tokenizer(source.base, ws)
+    tokenizer.model_max_length = source.spec.max_length if source.spec else MAX_LENGTH
+    return net.to(device="cpu", dtype=torch.float32).eval(), tokenizer, head
+
+
+def build_network(source: ModelSource, head: list[str], ws: Workspace):
+    id2label = dict(enumerate(head))
+    if source.weights is None:
+        return load_model(source.base, "classification", id2label=id2label, workspace=ws)
+    if source.spec.lora == "full":
+        return load_model(str(source.weights), "classification", id2label=id2label, workspace=ws)
+    from peft import PeftModel
+
+    base = load_model(source.base, "classification", id2label=id2label, workspace=ws)
+    try:
+        return PeftModel.from_pretrained(base, source.weights).merge_and_unload()
+    except RuntimeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+        raise MedcoreError(
+            f"The adapter of run '{source.run.run_id}' does not fit {len(head)} classes: its head was trained on "
+            f"other labels than dataset '{source.spec.dataset}' now holds (re-imported since?)."
+        ) from None
+
+
+def class_probabilities(net, tokenizer, texts: list[str], batch_size: int) -> np.ndarray:
+    """(n, classes) softmax probabilities in the texts' order; batches of similar length, so little padding.
+
+    Tokenised once (right-padded to the longest text); each batch is a slice cut to its longest member, so the hot
+    loop does no per-example Python work.
+    """
+    import torch
+
+    out = np.empty((len(texts), net.config.num_labels))
+    if not texts:
+        return out
+    encoded = tokenizer(
+        texts,
+        truncation=True,
+        max_length=tokenizer.model_max_length,
+        padding=True,
+        padding_side="right",
+        return_tensors="np",
+    )
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    lengths = mask.sum(axis=1)
+    order = np.argsort(-lengths, kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows[0]])
+            logits = net(
+                input_ids=torch.from_numpy(ids[rows, :width]), attention_mask=torch.from_numpy(mask[rows, :width])
+            ).logits
+            out[rows] = torch.softmax(logits.double(), dim=-1).numpy()  # float64: rows sum to 1 within 1e-12
+    return out
+
+
+def predict_split(
+    model: str, ws: Workspace, dataset: str, split: str = "test", batch_size: int = 32, loaded=None
+) -> pd.DataFrame:
+    """Class probabilities for every example of the split.
+
+    Columns: row (0-based position in the split file), y_true (label string), y_pred (label string), then p_<label>
+    (float) for each label in the dataset's label order; rows in the split's original order. No text.
+    `loaded` = a (model, tokenizer, labels) from load_classifier, to reuse.
+    """
+    manifest, labels = dataset_labels(ws, dataset)
+    net, tokenizer, head = loaded or load_classifier(model, ws, dataset)
+    check_same_labels(head, labels, f"Model '{model}'", dataset)
+    frame = load_split(ws, dataset, split)
+    texts = frame[manifest.mapping.text].fillna("").astype(str).tolist()
+    proba = class_probabilities(net, tokenizer, texts, batch_size)[:, [head.index(label) for label in labels]]
+    columns: dict[str, Any] = {
+        "row": np.arange(len(frame), dtype=np.int64),
+        "y_true": frame[manifest.mapping.label].astype(str).to_numpy(dtype=object),
+        "y_pred": np.asarray(labels, dtype=object)[proba.argmax(axis=1)],
+    }
+    columns.update({f"p_{label}": proba[:, j] for j, label in enumerate(labels)})
+    return pd.DataFrame(columns)
+
+
+def as_predictions(predictions: pd.DataFrame, labels: list[str], subgroups: dict[str, np.ndarray], source: str):
+    """predict_split's frame as the Predictions that score_predictions takes (codes into `labels`)."""
+    codes = {label: code for code, label in enumerate(labels)}
+    y_true = predictions["y_true"].map(codes)
+    unknown = np.flatnonzero(y_true.isna().to_numpy())
+    if unknown.size:
+        raise MedcoreError(
+            f"{source} has {unknown.size} rows whose label is not among the dataset's labels (first row "
+            f"{int(unknown[0])}). Re-import the dataset."
+        )
+    return Predictions(
+        source=source,
+        labels=labels,
+        y_true=y_true.to_numpy(dtype=np.int64),
+        y_pred=predictions["y_pred"].map(codes).to_numpy(dtype=np.int64),
+        proba=predictions[[f"p_{label}" for label in labels]].to_numpy(dtype=float),
+        subgroups=subgroups,
+    )
+
+
+def split_subgroups(ws: Workspace, manifest: DatasetManifest, split: str) -> dict[str, np.ndarray]:
+    """The dataset's mapped subgroup columns of the split, as subgroup values; none when the mapping has none."""
+    columns = manifest.mapping.subgroups
+    if not columns:
+        return {}
+    frame = load_split(ws, manifest.name, split)
+    where = f"split '{split}' of dataset '{manifest.name}'"
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise MedcoreError(f"Subgroup columns {', '.join(missing)} are mapped but not in {where}. Re-import it.")
+    return {column: subgroup_values(frame[column], column, where) for column in columns}
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 over the folder's weight files (safetensors or .bin), in name order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    for path in files:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(source: ModelSource, ws: Workspace) -> dict[str, Any]:
+    """What was evaluated, by name and hash: a run and its weights, or a base model with a seeded fresh head."""
+    if source.weights is None:
+        path = resolve_model_path(source.base, ws)
+        return {"kind": "base", "name": source.base, "path": str(path), "head_seed": FRESH_HEAD_SEED}
+    return {
+        "kind": "run",
+        "run_id": source.run.run_id,
+        "base_model": source.base,
+        "weights": "full" if source.spec.lora == "full" else "adapter",
+        "weights_sha256": weights_sha256(source.weights),
+        "trained_on": source.spec.dataset,
+    }
+
+
+def eval_config(**fields: Any) -> EvalRunConfig:
+    try:
+        return EvalRunConfig(**fields)
+    except ValidationError as exc:
+        raise MedcoreError(describe_validation_error(exc, "eval run options", EvalRunConfig.model_fields)) from None
+
+
+def evaluate_model(
+    model: str,
+    ws: Workspace,
+    dataset: str,
+    split: str = "test",
+    batch_size: int = 32,
+    seed: int = 0,
+    resamples: int = 1000,
+) -> dict:
+    """predict_split + every metric with its 95% CI (the JSON shape of `medcore eval metrics --json`: n, metrics,
+    per_class, subgroups), written to <workspace>/evals/<eval_id>/ (predictions.parquet, result.json,
+    config.json). Subgroups: the dataset's mapped subgroup columns, if any.
+
+    Returns:
+        {"eval_id", "path", **the metrics JSON}.
+    Raises:
+        MedcoreError: bad options, an empty split, and everything load_classifier raises.
+    """
+    config = eval_config(
+        model=model, dataset=dataset, split=split, batch_size=batch_size, seed=seed, resamples=resamples
+    )
+    manifest, labels = dataset_labels(ws, dataset)
+    if not manifest.rows.get(split):
+        splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
+        raise MedcoreError(f"Split '{split}' of dataset '{dataset}' has no rows; its splits: {splits}. Pick another.")
+    source = resolve_source(model, ws)
+    predictions = predict_split(model, ws, dataset, split, batch_size)
+    where = f"{dataset}/{split}"
+    scored = as_predictions(predictions, labels, split_subgroups(ws, manifest, split), where)
+    report = score_predictions(scored, BootstrapConfig(resamples=resamples, seed=seed))
+    result = report.as_dict()
+    record = {
+        **config.model_dump(),
+        "dataset_content_hash": manifest.content_hash,
+        "labels": labels,
+        "rows": len(predictions),
+        "subgroups": list(scored.subgroups),
+        "model_identity": model_identity(source, ws),
+        "medcore_version": __version__,
+        "created_at": time.time(),
+    }
+    eval_id, path = write_eval(ws, predictions, result, record)
+    return {"eval_id": eval_id, "path": str(path), **result}
