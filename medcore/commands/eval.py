@@ -1,6 +1,7 @@
 """`medcore eval`: run a classifier over a dataset split, or score a predictions file, with 95% confidence intervals.
 
 medcore eval run RUN_ID --dataset notes-redacted [--split test] [--batch-size 32] [--seed 0] [--resamples 1000] [--json]
+medcore eval run RUN_ID --dataset notes-redacted --compare OTHER_RUN_ID [--compare minilm ...] [--json]
 medcore eval metrics preds.csv --label-column y_true --pred-column y_pred
 medcore eval metrics preds.parquet --label-column y_true --pred-column y_pred --proba-prefix p_ \\
     --subgroups sex,age_band --seed 0 --resamples 1000 --json
@@ -16,9 +17,10 @@ from pydantic import ValidationError
 
 from medcore.errors import MedcoreError, describe_validation_error
 from medcore.evaluate.bootstrap import SMALL_CELL, BootstrapConfig, Estimate
+from medcore.evaluate.compare import LOWER_IS_BETTER, CompareRunConfig, compare_models
 from medcore.evaluate.metrics import HEADLINE, PER_CLASS
 from medcore.evaluate.predictions import PredictionColumns, read_predictions
-from medcore.evaluate.results import PREDICTIONS, RESULT
+from medcore.evaluate.results import COMPARISON, PREDICTIONS, RESULT
 from medcore.evaluate.runner import EvalRunConfig, evaluate_model
 from medcore.evaluate.subgroups import EvaluationReport, is_small, score_predictions
 from medcore.workspace import get_workspace
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    fields = EvalRunConfig.model_fields
+    fields = CompareRunConfig.model_fields  # EvalRunConfig's fields and `compare`
 
     def described(name: str) -> str:
         return fields[name].description.replace("%", "%%")
@@ -54,6 +56,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=fields["batch_size"].default, help=described("batch_size"))
     p.add_argument("--seed", type=int, default=fields["seed"].default, help=described("seed"))
     p.add_argument("--resamples", type=int, default=fields["resamples"].default, help=described("resamples"))
+    p.add_argument("--compare", action="append", metavar="OTHER", help=described("compare"))
     p.add_argument("--json", action="store_true", help="Print one JSON object instead of a summary.")
 
 
@@ -77,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_model(args: argparse.Namespace) -> int:
+    if args.compare:
+        return run_comparison(args)
     options = {name: getattr(args, name) for name in EvalRunConfig.model_fields}
     result = evaluate_model(ws=get_workspace(), **options)
     if args.json:
@@ -94,6 +99,54 @@ def print_summary(result: dict, args: argparse.Namespace) -> None:
         print(f"  {name:<{width}}  {cell(Estimate(**result['metrics'][name]))}")
     folder = Path(result["path"])
     print(f"saved {result['eval_id']}: {folder / RESULT} (every metric, per class and subgroup), {PREDICTIONS}")
+
+
+def run_comparison(args: argparse.Namespace) -> int:
+    options = {name: getattr(args, name) for name in CompareRunConfig.model_fields}
+    out = compare_models(ws=get_workspace(), **options)
+    if args.json:
+        print(json.dumps(out, allow_nan=False))
+    else:
+        print_comparison(out, args)
+    return 0
+
+
+def signed(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:+.3f}"
+
+
+def difference_cell(diff: dict) -> str:
+    if diff["value"] is None:
+        return "undefined"
+    if diff["ci_low"] is None:
+        return f"{signed(diff['value'])} (no interval)"
+    mark = " *" if diff["excludes_zero"] else ""
+    return f"{signed(diff['value'])} [{signed(diff['ci_low'])}, {signed(diff['ci_high'])}]{mark}"
+
+
+def print_comparison(out: dict, args: argparse.Namespace) -> None:
+    """Per compared model: each summary metric, reference -> model, difference with its paired 95% CI."""
+    comparison = out["comparison"]
+    reference, n = comparison["reference"], comparison["n"]
+    print(
+        f"Compared with {reference} on {args.dataset}/{args.split}, {n:,} examples: difference = model - reference, "
+        f"paired stratified bootstrap 95% CI ({comparison['resamples']:,} resamples, seed {comparison['seed']}); "
+        f"* = CI excludes 0; lower is better for {', '.join(LOWER_IS_BETTER)}."
+    )
+    width = max(len(name) for name in SUMMARY)
+    for name, other in comparison["models"].items():
+        print(f"\n{name} vs {reference}")
+        for metric in SUMMARY:
+            before, after = comparison["reference_metrics"][metric], other["metrics"][metric]
+            values = "undefined" if before is None or after is None else f"{before:.3f} -> {after:.3f}"
+            print(f"  {metric:<{width}}  {values:<14}  {difference_cell(other['differences'][metric])}")
+        test, disagree = other["mcnemar"], other["disagreements"]
+        print(
+            f"  McNemar (exact, on correctness): {test['b']} right only by {reference}, {test['c']} right only by "
+            f"{name}, p = {test['p_value']:.3g}; predictions differ on {disagree['count']:,} of {n:,} examples"
+        )
+    ids = ", ".join(f"{name} = {eval_id}" for name, eval_id in zip(out["names"], out["models"], strict=True))
+    print(f"\nsaved evals: {ids}; the comparison (with the disagreeing rows): evals/{out['models'][0]}/{COMPARISON}")
 
 
 def score_file(args: argparse.Namespace) -> int:

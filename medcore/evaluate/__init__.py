@@ -18,6 +18,9 @@ _EXPORTS = {
     "load_classifier": "medcore.evaluate.runner",
     "predict_split": "medcore.evaluate.runner",
     "evaluate_model": "medcore.evaluate.runner",
+    "compare_predictions": "medcore.evaluate.compare",
+    "compare_models": "medcore.evaluate.compare",
+    "CompareRunConfig": "medcore.evaluate.compare",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -4,6 +4,8 @@ evals/<eval_id>/          eval_id = eval-<YYYYmmdd-HHMMSS>-<6 hex>
   predictions.parquet     row (0-based in the split file), y_true, y_pred, p_<label>: numbers and labels, no text
   result.json             the metrics with 95% CIs: n, metrics, per_class, subgroups (`medcore eval metrics --json`)
   config.json             what was evaluated: options, dataset content hash, model identity, medcore version
+  comparison.json         only in the reference model's eval of `medcore eval run --compare`: the eval ids and names
+                          of the models compared, the options, and the comparison (medcore.evaluate.compare)
 
 A result is written into evals/.tmp-<eval_id>/ and renamed into place, so a crash leaves no half-written folder.
 """
@@ -25,6 +27,7 @@ from medcore.workspace import Workspace
 PREDICTIONS = "predictions.parquet"
 RESULT = "result.json"
 CONFIG = "config.json"
+COMPARISON = "comparison.json"  # written after the folder is in place, by medcore.evaluate.compare
 TMP_PREFIX = ".tmp-"  # an unfinished result folder; readers skip it
 
 
