@@ -120,6 +120,7 @@ def run_cv(args) -> dict:
                     dev_notes=DEV_NOTES,
                     exclude_patients=held_out,
                     synth=SYNTH if SYNTH.exists() else None,
+                    synth_all=True,  # as the recorded folds were trained
                     register_notes=args.register_notes,
                     epochs=args.epochs,
                     seed=args.seed,
