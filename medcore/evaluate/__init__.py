@@ -21,6 +21,7 @@ _EXPORTS = {
     "compare_predictions": "medcore.evaluate.compare",
     "compare_models": "medcore.evaluate.compare",
     "CompareRunConfig": "medcore.evaluate.compare",
+    "ClinicalEvaluator": "medcore.evaluate.classic",
 }
 __all__ = sorted(_EXPORTS)
 
