@@ -45,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from medcore.data.readers import check_input_file
     from medcore.phi.pipeline import redact_file
 
+    check_input_file(args.input)  # the same check and message as `medcore data import`, before anything is audited
     config = build_config(mode=args.mode, method=args.method, workers=args.workers, allowlist=args.allowlist)
     report = redact_file(
         args.input,

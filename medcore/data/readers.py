@@ -57,8 +57,7 @@ def read_upload(source: Source, file_name: str | None = None) -> pd.DataFrame:
         path = Path(source).expanduser()
         if path.is_dir():
             return read_folder(path)
-        if not path.exists():
-            raise MedcoreError(f"File {path} does not exist. Check the path or upload the file.")
+        check_input_file(path)
         name = file_name or path.name
         fmt = detect_format(name)
         check_size(path.stat().st_size, name)
@@ -70,6 +69,71 @@ def read_upload(source: Source, file_name: str | None = None) -> pd.DataFrame:
         data = bytes(source) if not hasattr(source, "read") else source.read()
         check_size(len(data), name)
     return parse_bytes(data, fmt, Path(name).name)
+
+
+DECODE_CHUNK = 1 << 20  # bytes decoded at a time while checking a text file's encoding
+
+
+def check_input_file(path: Path) -> str:
+    """The one check of an input file that import and redaction share; returns its format.
+
+    The same bad file gets the same message whichever command reads it, before anything is written or audited.
+
+    Raises:
+        MedcoreError: missing, not a file, unknown extension, empty, a damaged or row-less Parquet file, text that
+            is not UTF-8 (with the byte offset and line), whitespace only, or a CSV/TSV with a header and no row.
+    """
+    if not path.exists():
+        raise MedcoreError(f"File {path} does not exist. Check the path or upload the file.")
+    if not path.is_file():
+        raise MedcoreError(f"{path} is not a file. Give a CSV, TSV, JSON, JSONL or Parquet file.")
+    fmt = detect_format(path.name)
+    if path.stat().st_size == 0:
+        raise MedcoreError(f"'{path.name}' is empty (0 bytes). Export the data again and re-upload.")
+    if fmt == "parquet":
+        rows = parquet_rows(path)
+    else:
+        rows = text_lines_with_content(path)
+        rows -= 1 if fmt in ("csv", "tsv") else 0  # the header
+    if rows <= 0:
+        raise MedcoreError(f"'{path.name}' has no rows. Check that the export included the data, not only a header.")
+    return fmt
+
+
+def parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for a damaged or truncated file
+        raise MedcoreError(
+            f"'{path.name}' is not a readable Parquet file ({type(exc).__name__}): it may be truncated. "
+            "Export it again."
+        ) from None
+
+
+def text_lines_with_content(path: Path) -> int:
+    """Lines holding more than whitespace; the whole file is decoded as UTF-8 on the way (in chunks)."""
+    import codecs
+
+    decoder, lines, offset, line_number = codecs.getincrementaldecoder("utf-8-sig")(), 0, 0, 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(DECODE_CHUNK):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line = line_number + chunk[: exc.start].count(b"\n")
+                raise MedcoreError(
+                    f"'{path.name}' is not UTF-8 text: undecodable byte at offset {offset + exc.start} (line {line}). "
+                    "Re-save it as UTF-8 (Excel: 'CSV UTF-8'; iconv -f cp1252 -t utf-8)."
+                ) from None
+            lines += sum(1 for line in text.splitlines() if line.strip())
+            offset += len(chunk)
+            line_number += chunk.count(b"\n")
+        decoder.decode(b"", final=True)
+    if not lines:
+        raise MedcoreError(f"'{path.name}' holds only whitespace. Export the data again and re-upload.")
+    return lines
 
 
 def check_size(size: int, name: str) -> None:
