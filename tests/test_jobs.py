@@ -240,3 +240,17 @@ def test_logs_follow_streams_until_the_run_ends(workspace, standin):
     assert follow.returncode == 0
     assert "rank 0 step 5" in follow.stdout  # written after following began
     assert run_status("chatty", workspace).state == "completed"
+
+
+def test_the_log_tail_is_plain_text_without_library_warnings(workspace):
+    rd = new_run(workspace, "noisy")
+    rd.log.write_text(
+        "\x1b[32mstep 1\x1b[0m loss 2.0\n"
+        "/venv/lib/transformers/modeling_utils.py:3312: FutureWarning: `x` is deprecated\n"
+        "  warnings.warn(\n"
+        "progress 10%\rprogress 100%\n"
+        "step 2 loss 1.5\n"
+    )
+    assert read_logs("noisy", 10, workspace) == "step 1 loss 2.0\nprogress 100%\nstep 2 loss 1.5"
+    everything = read_logs("noisy", 10, workspace, library_warnings=True)
+    assert "FutureWarning" in everything and "\x1b" not in everything

@@ -93,12 +93,12 @@ def run(args: argparse.Namespace) -> int:
         if args.follow:
             log = Path(runs.run_status(args.run_id).path) / "train.log"
             offset = log.stat().st_size if log.exists() else 0  # taken first: no line is lost between the two
-            print(runs.read_logs(args.run_id, args.tail), flush=True)
+            print(runs.read_logs(args.run_id, args.tail, library_warnings=True), flush=True)
             for chunk in runs.follow_logs(args.run_id, offset=offset):
                 sys.stdout.write(chunk)
                 sys.stdout.flush()
         else:
-            print(runs.read_logs(args.run_id, args.tail))
+            print(runs.read_logs(args.run_id, args.tail, library_warnings=True))
     elif action == "cancel":
         print_info(runs.cancel_run(args.run_id, grace_s=args.grace))
     elif action == "stop":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -173,8 +174,17 @@ def _ids_in(states: tuple[str, ...], ws: Workspace | None) -> str:
     return ", ".join(ids[:10]) if ids else "none"
 
 
-def read_logs(run_id: str, tail: int = 100, ws: Workspace | None = None) -> str:
-    """The last `tail` lines of the run's train.log (launcher, supervisor and all ranks)."""
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")  # colours, cursor moves, window titles
+LIBRARY_WARNING = re.compile(r"^\s*(?:\S+\.py:\d+: \w*Warning: |warnings\.warn\()")
+
+
+def read_logs(run_id: str, tail: int = 100, ws: Workspace | None = None, library_warnings: bool = False) -> str:
+    """The last `tail` lines of the run's train.log (launcher, supervisor and all ranks), as plain text.
+
+    Terminal escapes (colours, progress-bar redraws) are removed, and libraries' deprecation warnings with their
+    source line are left out unless `library_warnings`: they bury the lines a user needs (`medcore runs logs`
+    and the file itself keep everything).
+    """
     rd = find_run(run_id, ws)
     if not rd.log.exists():
         return ""
@@ -187,7 +197,11 @@ def read_logs(run_id: str, tail: int = 100, ws: Workspace | None = None) -> str:
             fh.seek(size)
             data = fh.read(step) + data
             block *= 2
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    text = ANSI_ESCAPE.sub("", data.decode("utf-8", errors="replace")).replace("\r\n", "\n")
+    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]  # a progress bar's last redraw wins
+    if not library_warnings:
+        lines = [line for line in lines if not LIBRARY_WARNING.match(line)]
+    lines = lines[:-1] if lines and not lines[-1] else lines
     return "\n".join(lines[-tail:]) if tail > 0 else ""
 
 
