@@ -214,3 +214,9 @@ def test_the_clinical_vocabulary_holds_no_common_name_by_accident(allow):
     vocabulary = {w.lower() for w in allow.clinical_vocabulary}
     # Clinical first, on purpose: brady(cardia), Foley (catheter), HO (house officer), white (count, colour).
     assert vocabulary & (first_names() | last_names()) == {"brady", "foley", "ho", "white"}
+
+
+@pytest.mark.parametrize("text", ["Seen today. Visit 6.", "Okafor is 94 years old.", "..."])
+def test_a_tagger_span_of_punctuation_alone_is_dropped(text, allow):
+    end = len(text)
+    assert combine_spans(text, [], [CharSpan(end - 1, end, "DATE", 0.9)], allow) == []

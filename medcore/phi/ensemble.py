@@ -62,7 +62,10 @@ def tagger_span(text: str, span: CharSpan) -> Span | None:
     """A tagger CharSpan as a detection (None for types outside the Safe Harbor categories, e.g. YEAR)."""
     if span.type not in TAGGER_SUBTYPE:
         return None
-    start, end = grow_number(text, *trim_punctuation(text, span.start, span.end))
+    start, end = trim_punctuation(text, span.start, span.end)
+    if start >= end:
+        return None  # punctuation alone ("." at the end of a note): nothing to redact
+    start, end = grow_number(text, start, end)
     return Span(start, end, span.type, round(float(span.score), 3), TAGGER_NAME, TAGGER_SUBTYPE[span.type])
 
 
