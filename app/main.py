@@ -1,9 +1,15 @@
 """Entry point of the MedCore console (`make run`): builds the page navigation (and starts the detector warm-up)."""
 
+from pathlib import Path
+
 import services
 import streamlit as st
 
-st.set_page_config(page_title="MedCore", page_icon=":material/health_and_safety:", layout="wide")
+# The page icon ships with the app: a `:material/` page icon makes the browser fetch it from a fonts host, and a
+# hospital network blocks that (the console makes no outbound request; tests/test_console_browser.py checks it).
+st.set_page_config(
+    page_title="MedCore", page_icon=str(Path(__file__).parent / "static" / "medcore-icon.png"), layout="wide"
+)
 
 # The order is the user's path: data in, PHI out, train, watch, evaluate, chat. The pages live in views/, not
 # pages/: a pages/ folder beside this file makes Streamlit run a deep link (/runs) as an old-style page,

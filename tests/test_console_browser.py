@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from app_helpers import ROOT, serve_console
@@ -47,6 +48,8 @@ def page():
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
+        page.requested_hosts = set()  # every host the page asked for anything (the console promises loopback only)
+        page.on("request", lambda request: page.requested_hosts.add(urlsplit(request.url).hostname))
         yield page
         browser.close()
 
@@ -98,6 +101,8 @@ def test_upload_redact_train_watch(console, page):
     except BaseException:
         shot(page, "failure")  # what the browser showed when the step failed
         raise
+    # Every page was visited: not one request (icon, font, script) went anywhere but the console itself.
+    assert page.requested_hosts - {"127.0.0.1", "localhost", None} == set()
 
 
 def walk_the_user_path(page, base: str, ws) -> None:
