@@ -141,3 +141,15 @@ def test_catalog_lists_existing_datasets(workspace):
     at = open_page("data")
     catalog = at.dataframe[0].value
     assert catalog.loc[0, "name"] == "small" and catalog.loc[0, "rows"] == 10
+
+
+def test_go_to_phi_opens_the_dataset_just_imported(workspace, demo_csv):
+    from medcore.demo.register import register_demo_datasets
+
+    register_demo_datasets(workspace)  # demo-notes: a raw dataset the PHI page would otherwise pick first
+    at = upload(open_page("data"), "demo_notes.csv", demo_csv)
+    widget(at.text_input, "Dataset name").set_value("my-icu-notes-2024")
+    at = widget(at.button, "Import").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    at = at.switch_page("views/phi.py").run()
+    assert widget(at.selectbox, "Dataset").value == "my-icu-notes-2024"

@@ -147,7 +147,8 @@ with ui.guard("Reading the data"):
                 )
                 counts = ", ".join(f"{k} {v:,}" for k, v in manifest.rows.items())
                 st.success(f"Imported '{manifest.name}': {counts}. Next: preview and redact PHI.")
-                st.page_link("views/phi.py", label="Go to PHI", icon=":material/shield_person:")
+                st.session_state["phi_dataset"] = manifest.name  # the link opens the PHI page on this dataset
+                st.page_link("views/phi.py", label=f"Go to PHI ({manifest.name})", icon=":material/shield_person:")
 
 with ui.guard("Listing datasets"):
     show_catalog()
