@@ -172,3 +172,9 @@ def test_cli_dry_run_validates_without_creating_a_run(cls_ws, tmp_path, capsys):
     assert medcore_main(["train", str(spec_file), "max_steps=3", "--dry-run"]) == 0
     assert "medcore.train" in capsys.readouterr().out
     assert list(cls_ws.runs.iterdir()) == []
+
+
+def test_max_length_beyond_the_models_positions_is_refused_before_launch(cls_ws):
+    message = _problem(base_spec(max_length=2048), cls_ws)
+    assert "max_length 2048 is longer than minilm can read (512 positions); set max_length to 512 or less" in message
+    validate_spec(base_spec(max_length=512), cls_ws)  # the limit itself is fine

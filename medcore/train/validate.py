@@ -138,6 +138,18 @@ def _check_model(spec: RunSpec, ws: Workspace, info: dict | None, problems: list
             resolve_target_modules(model, preset.target_modules, spec.model)
         except MedcoreError as exc:
             problems.append(str(exc).rstrip("."))
+    _check_positions(spec, model.config, problems)
+
+
+def _check_positions(spec: RunSpec, config, problems: list[str]) -> None:
+    """max_length within the model's position table: past it, the run fails a few steps in with a tensor-size error
+    (and resuming fails the same way), so it is refused here, with the limit to use."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and spec.max_length > positions:
+        problems.append(
+            f"max_length {spec.max_length} is longer than {spec.model} can read ({positions} positions); "
+            f"set max_length to {positions} or less"
+        )
 
 
 def validate_spec(spec: RunSpec, ws: Workspace) -> None:
