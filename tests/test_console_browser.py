@@ -137,6 +137,13 @@ def walk_the_user_path(page, base: str, ws) -> None:
     assert page.get_by_role("combobox", name="Dataset").input_value() == "notes-redacted"  # preselected
     pick(page, "LoRA preset", "small")
     type_number(page, "Max steps (0: use epochs)", 30)
+    # What the form shows is what launches: a micro-batch of 0 is sent as typed and refused with the reason,
+    # never swapped for the previous value by the browser.
+    type_number(page, "Micro-batch", 0)
+    page.wait_for_timeout(500)  # the rerun the value triggers
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("micro_batch is 0").wait_for()
+    assert not (ws.runs.exists() and any(ws.runs.iterdir()))  # nothing was launched
     type_number(page, "Micro-batch", 4)
     type_number(page, "Max length (tokens)", 64)
     shot(page, "4-train")

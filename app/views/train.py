@@ -76,9 +76,9 @@ def choose_presets() -> dict:
 def choose_topology() -> dict:
     cols = st.columns(3)
     nproc = cols[0].number_input(
-        "Processes per node", 1, 64, 1, key="train_nproc", help=FIELDS["nproc_per_node"].description
+        "Processes per node", value=1, step=1, key="train_nproc", help=FIELDS["nproc_per_node"].description
     )
-    nnodes = cols[1].number_input("Nodes", 1, 64, 1, key="train_nnodes", help=FIELDS["nnodes"].description)
+    nnodes = cols[1].number_input("Nodes", value=1, step=1, key="train_nnodes", help=FIELDS["nnodes"].description)
     out = {"nproc_per_node": int(nproc), "nnodes": int(nnodes)}
     if nnodes > 1:
         out["rdzv_endpoint"] = cols[2].text_input(
@@ -87,19 +87,28 @@ def choose_topology() -> dict:
     return out
 
 
+# Number boxes carry no min/max of their own: a browser refuses an out-of-range value silently and keeps the
+# previous one, so Launch would send something other than what the form shows. The engine checks every value
+# (RunSpec, validate_spec) and says what is wrong instead.
+
+
 def choose_hyperparameters() -> dict:
     cols = st.columns(4)
     out = {
-        "micro_batch": cols[0].number_input("Micro-batch", 1, 1024, default("micro_batch"), key="train_micro"),
-        "grad_accum": cols[1].number_input("Gradient accumulation", 1, 1024, default("grad_accum"), key="train_accum"),
-        "lr": cols[2].number_input("Learning rate", 1e-7, 1.0, default("lr"), format="%.1e", key="train_lr"),
-        "max_length": cols[3].number_input("Max length (tokens)", 8, 32768, default("max_length"), key="train_len"),
+        "micro_batch": cols[0].number_input("Micro-batch", value=default("micro_batch"), step=1, key="train_micro"),
+        "grad_accum": cols[1].number_input(
+            "Gradient accumulation", value=default("grad_accum"), step=1, key="train_accum"
+        ),
+        "lr": cols[2].number_input("Learning rate", value=default("lr"), step=1e-5, format="%.1e", key="train_lr"),
+        "max_length": cols[3].number_input(
+            "Max length (tokens)", value=default("max_length"), step=8, key="train_len"
+        ),
     }
     cols = st.columns(4)
-    steps = cols[0].number_input("Max steps (0: use epochs)", 0, 10**7, 0, key="train_steps")
-    out["epochs"] = cols[1].number_input("Epochs", 0.01, 1000.0, float(default("epochs")), key="train_epochs")
-    out["eval_interval"] = cols[2].number_input("Eval every N steps", 0, 10**6, 0, key="train_eval")
-    out["seed"] = cols[3].number_input("Seed", 0, 2**31 - 1, default("seed"), key="train_seed")
+    steps = cols[0].number_input("Max steps (0: use epochs)", value=0, step=1, key="train_steps")
+    out["epochs"] = cols[1].number_input("Epochs", value=float(default("epochs")), step=0.5, key="train_epochs")
+    out["eval_interval"] = cols[2].number_input("Eval every N steps", value=0, step=1, key="train_eval")
+    out["seed"] = cols[3].number_input("Seed", value=default("seed"), step=1, key="train_seed")
     if steps:
         out["max_steps"] = int(steps)
     return out
