@@ -34,3 +34,13 @@ def describe_validation_error(exc, what: str, fields=(), help_hint: str = "") ->
             # The offending value is shown for configs only; never put record content into an error.
             parts.append(f"'{where}': {msg} (got {err.get('input')!r})" if where else msg)
     return f"Invalid {what}: " + "; ".join(parts) + "."
+
+
+def validated(model, data: dict, what: str, help_hint: str = ""):
+    """`model.model_validate(data)`, with every problem in one MedcoreError (describe_validation_error)."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise MedcoreError(describe_validation_error(exc, what, model.model_fields, help_hint)) from None

@@ -8,7 +8,6 @@ see either the old dataset or the new one, never a mix.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import shutil
@@ -32,6 +31,7 @@ from medcore.data.readers import detect_format, read_upload
 from medcore.data.split import assign_splits, check_fractions, split_frame
 from medcore.data.validate import DatasetValidationError, Task, validate_dataset
 from medcore.errors import MedcoreError
+from medcore.fileio import sha256_files
 from medcore.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -122,15 +122,13 @@ def write_dataset_folder(
     staging = ws.datasets / ".staging" / f"{manifest.name}-{uuid.uuid4().hex[:12]}"
     try:
         staging.mkdir(parents=True)
-        digest = hashlib.sha256()
-        for split_name in SPLITS:
-            path = staging / f"{split_name}.parquet"
+        paths = [staging / f"{split_name}.parquet" for split_name in SPLITS]
+        for split_name, path in zip(SPLITS, paths, strict=True):
             splits[split_name].to_parquet(path, index=False)
-            digest.update(path.read_bytes())
         first = splits[SPLITS[0]]
         manifest.rows = {s: len(splits[s]) for s in SPLITS}
         manifest.columns = {c: str(t) for c, t in zip(first.columns, _arrow_types(first), strict=True)}
-        manifest.content_hash = digest.hexdigest()
+        manifest.content_hash = sha256_files(paths)  # the same hash as medcore.phi.verify.dataset_content_hash
         write_manifest(staging, manifest)
         swap_into_place(staging, target, overwrite)
     except OSError as exc:

@@ -57,7 +57,7 @@ def read_upload(source: Source, file_name: str | None = None) -> pd.DataFrame:
         path = Path(source).expanduser()
         if path.is_dir():
             return read_folder(path)
-        check_input_file(path)
+        check_input_file(path, decode_text=False)
         name = file_name or path.name
         fmt = detect_format(name)
         check_size(path.stat().st_size, name)
@@ -74,10 +74,12 @@ def read_upload(source: Source, file_name: str | None = None) -> pd.DataFrame:
 DECODE_CHUNK = 1 << 20  # bytes decoded at a time while checking a text file's encoding
 
 
-def check_input_file(path: Path) -> str:
+def check_input_file(path: Path, decode_text: bool = True) -> str:
     """The one check of an input file that import and redaction share; returns its format.
 
     The same bad file gets the same message whichever command reads it, before anything is written or audited.
+    decode_text=False leaves the text checks (UTF-8, rows) to a caller that decodes the whole file anyway
+    (read_upload's parse_bytes, with the same messages), so a large upload is not decoded twice.
 
     Raises:
         MedcoreError: missing, not a file, unknown extension, empty, a damaged or row-less Parquet file, text that
@@ -91,7 +93,9 @@ def check_input_file(path: Path) -> str:
     if path.stat().st_size == 0:
         raise MedcoreError(f"'{path.name}' is empty (0 bytes). Export the data again and re-upload.")
     if fmt == "parquet":
-        rows = parquet_rows(path)
+        rows = parquet_rows(path)  # the footer only: cheap
+    elif not decode_text:
+        return fmt
     else:
         rows = text_lines_with_content(path)
         rows -= 1 if fmt in ("csv", "tsv") else 0  # the header

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from medcore.errors import MedcoreError, describe_validation_error
+from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig, bootstrap_interval, jackknife_weights, resample_weights
 from medcore.evaluate.metrics import HEADLINE, check_codes, check_probabilities, score_batch
 from medcore.evaluate.results import COMPARISON, CONFIG, PREDICTIONS
@@ -238,11 +238,7 @@ def compare_evals(ws: Workspace, eval_ids: list[str], names: list[str], config: 
 
 
 def compare_config(**fields) -> CompareRunConfig:
-    try:
-        return CompareRunConfig(**fields)
-    except ValidationError as exc:
-        what = "eval run options"
-        raise MedcoreError(describe_validation_error(exc, what, CompareRunConfig.model_fields)) from None
+    return validated(CompareRunConfig, fields, "eval run options")
 
 
 def compare_models(

@@ -9,7 +9,6 @@ the same base gives the same scores. Every run of a split writes evals/<eval_id>
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,16 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from medcore import __version__
 from medcore.data.manifest import DatasetManifest, load_split, read_manifest
-from medcore.errors import MedcoreError, describe_validation_error
+from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig
 from medcore.evaluate.predictions import Predictions, subgroup_values
 from medcore.evaluate.results import write_eval
 from medcore.evaluate.subgroups import score_predictions
+from medcore.fileio import sha256_files
 from medcore.jobs.state import find_run
 from medcore.models import REGISTRY_NAMES, load_model, load_tokenizer, resolve_model_path
 from medcore.rundir import ADAPTER_CONFIG, RunDir
@@ -157,10 +157,14 @@ def load_classifier(model: str, ws: Workspace, dataset: str):
     Raises:
         MedcoreError: see resolve_source; a dataset that is not a classification dataset; label sets that differ.
     """
+    _, labels = dataset_labels(ws, dataset)
+    return classifier_for(resolve_source(model, ws), ws, dataset, labels)
+
+
+def classifier_for(source: ModelSource, ws: Workspace, dataset: str, labels: list[str]):
+    """load_classifier for an already resolved model and the dataset's labels."""
     import torch
 
-    source = resolve_source(model, ws)
-    _, labels = dataset_labels(ws, dataset)
     head = head_labels(source, ws, dataset, labels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(FRESH_HEAD_SEED)  # a fresh head's weights; a run's trained head replaces them
@@ -233,9 +237,16 @@ def predict_split(
     `loaded` = a (model, tokenizer, labels) from load_classifier, to reuse.
     """
     manifest, labels = dataset_labels(ws, dataset)
-    net, tokenizer, head = loaded or load_classifier(model, ws, dataset)
-    check_same_labels(head, labels, f"Model '{model}'", dataset)
-    frame = load_split(ws, dataset, split)
+    loaded = loaded or classifier_for(resolve_source(model, ws), ws, dataset, labels)
+    return predict_frame(load_split(ws, dataset, split), manifest, labels, loaded, model, batch_size)
+
+
+def predict_frame(
+    frame: pd.DataFrame, manifest: DatasetManifest, labels: list[str], loaded, model: str, batch_size: int
+):
+    """predict_split over an already loaded split."""
+    net, tokenizer, head = loaded
+    check_same_labels(head, labels, f"Model '{model}'", manifest.name)
     texts = frame[manifest.mapping.text].fillna("").astype(str).tolist()
     proba = class_probabilities(net, tokenizer, texts, batch_size)[:, [head.index(label) for label in labels]]
     columns: dict[str, Any] = {
@@ -267,12 +278,11 @@ def as_predictions(predictions: pd.DataFrame, labels: list[str], subgroups: dict
     )
 
 
-def split_subgroups(ws: Workspace, manifest: DatasetManifest, split: str) -> dict[str, np.ndarray]:
+def split_subgroups(frame: pd.DataFrame, manifest: DatasetManifest, split: str) -> dict[str, np.ndarray]:
     """The dataset's mapped subgroup columns of the split, as subgroup values; none when the mapping has none."""
     columns = manifest.mapping.subgroups
     if not columns:
         return {}
-    frame = load_split(ws, manifest.name, split)
     where = f"split '{split}' of dataset '{manifest.name}'"
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -282,13 +292,7 @@ def split_subgroups(ws: Workspace, manifest: DatasetManifest, split: str) -> dic
 
 def weights_sha256(folder: Path) -> str:
     """sha256 over the folder's weight files (safetensors or .bin), in name order."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
-    for path in files:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return sha256_files(sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")))
 
 
 def model_identity(source: ModelSource, ws: Workspace) -> dict[str, Any]:
@@ -307,10 +311,7 @@ def model_identity(source: ModelSource, ws: Workspace) -> dict[str, Any]:
 
 
 def eval_config(**fields: Any) -> EvalRunConfig:
-    try:
-        return EvalRunConfig(**fields)
-    except ValidationError as exc:
-        raise MedcoreError(describe_validation_error(exc, "eval run options", EvalRunConfig.model_fields)) from None
+    return validated(EvalRunConfig, fields, "eval run options")
 
 
 def evaluate_model(
@@ -339,9 +340,11 @@ def evaluate_model(
         splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
         raise MedcoreError(f"Split '{split}' of dataset '{dataset}' has no rows; its splits: {splits}. Pick another.")
     source = resolve_source(model, ws)
-    predictions = predict_split(model, ws, dataset, split, batch_size)
+    frame = load_split(ws, dataset, split)  # read once: the texts to score and the subgroup columns
+    loaded = classifier_for(source, ws, dataset, labels)
+    predictions = predict_frame(frame, manifest, labels, loaded, model, batch_size)
     where = f"{dataset}/{split}"
-    scored = as_predictions(predictions, labels, split_subgroups(ws, manifest, split), where)
+    scored = as_predictions(predictions, labels, split_subgroups(frame, manifest, split), where)
     report = score_predictions(scored, BootstrapConfig(resamples=resamples, seed=seed))
     result = report.as_dict()
     record = {

@@ -23,10 +23,6 @@ class CheckpointReport:
     problems: list[str] = field(default_factory=list)
 
 
-def spec_world_size(spec: RunSpec) -> int:
-    return spec.world_size
-
-
 def _zero_stage(ds_config: dict | None) -> int:
     return int(((ds_config or {}).get("zero_optimization") or {}).get("stage", 0))
 
@@ -138,7 +134,7 @@ def validate_checkpoint(rd: RunDir, spec: RunSpec) -> CheckpointReport:
             "save). Launch the spec again as a new run."
         )
     report = inspect_checkpoint(ckpt, spec, Workspace(rd.path.parent.parent))
-    want_ws = spec_world_size(spec)
+    want_ws = spec.world_size
     if report.world_size and report.world_size != want_ws:
         report.problems.append(
             f"World size differs: the checkpoint was saved by {report.world_size} rank(s), the spec runs {want_ws}. "

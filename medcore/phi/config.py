@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medcore.errors import MedcoreError, describe_validation_error
+from medcore.errors import MedcoreError, validated
 
 # Shipped as package data (pyproject: **/*.yaml), so a non-editable install finds them; --allowlist overrides.
 CONFIG_DIR = Path(__file__).resolve().parent / "resources"
@@ -127,12 +127,7 @@ class RedactionConfig(BaseModel):
 
 def build_config(**fields) -> RedactionConfig:
     """A RedactionConfig from keyword arguments; every problem reported in one MedcoreError."""
-    try:
-        return RedactionConfig(**{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise MedcoreError(
-            describe_validation_error(exc, "redaction settings", RedactionConfig.model_fields)
-        ) from None
+    return validated(RedactionConfig, {k: v for k, v in fields.items() if v is not None}, "redaction settings")
 
 
 class AllowList(BaseModel):
@@ -206,10 +201,7 @@ def read_yaml(path: Path, what: str) -> dict:
 
 
 def _validated(model: type[BaseModel], path: Path, what: str):
-    try:
-        return model.model_validate(read_yaml(path, what))
-    except ValidationError as exc:
-        raise MedcoreError(describe_validation_error(exc, f"PHI {what} file {path}", model.model_fields)) from None
+    return validated(model, read_yaml(path, what), f"PHI {what} file {path}")
 
 
 @functools.lru_cache(maxsize=8)

@@ -90,6 +90,7 @@ def span_words(value: str) -> list[str]:
     return [w for w in words if w]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_name_edge_word(word: str) -> bool:
     """A title, role, relative or status word (NAME_EDGE_WORDS), or one letter from a long one ("notifed")."""
     return word in NAME_EDGE_WORDS or any(len(edge) >= 6 and one_edit_apart(word, edge) for edge in NAME_EDGE_WORDS)

@@ -142,7 +142,7 @@ def combine_spans(
     kept += [s for s in guesses if keep_guess(text, s, allow)]
     kept += propagate_names(text, [s for s in kept if is_firm(s)], allow)
     merged = merge_spans(kept, authority=type_authority)
-    return [tidy for span in merged if (tidy := tidy_edges(text, span, allow)) is not None]
+    return [tidy_edges(text, span, allow) for span in merged]
 
 
 WORD_RUN = re.compile(r"\S+")

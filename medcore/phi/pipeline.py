@@ -9,7 +9,6 @@ others are pseudonymised, date-shifted, reduced to the year, surrogated, dropped
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import multiprocessing
 import secrets
@@ -23,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from medcore.errors import MedcoreError
+from medcore.fileio import sha256_files
 from medcore.phi.audit import append_audit_record, load_salt
 from medcore.phi.columns import ColumnDecision, decide_columns
 from medcore.phi.config import RedactionConfig, build_config
@@ -84,14 +84,6 @@ class ColumnPlan:
     redact_fields: list[str]  # every column redacted as text, the mapped ones first
     patient_field: str | None
     applier: ColumnApplier
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def redact_chunk(texts: list[str], keys: list[str | None], config: dict, salt: bytes) -> list[tuple[str, list[dict]]]:
@@ -285,7 +277,7 @@ def redact_file(
     report = RedactionReport(
         input_name=in_path.name,
         output_name=out_path.name,
-        input_sha256=sha256_file(in_path),
+        input_sha256=sha256_files([in_path]),
         text_fields=fields,
         config=describe_settings(config),
         columns=plan.decisions,
@@ -392,7 +384,7 @@ def finish_report(report: RedactionReport, problems: dict[str, list[int]], start
     report.problem_rows = {k: v[:MAX_LISTED_ROWS] for k, v in report.problem_rows.items()}
     report.seconds = round(time.perf_counter() - started, 3)
     report.chars_per_s = round(report.chars / report.seconds, 1) if report.seconds else 0.0
-    report.output_sha256 = sha256_file(out_path)
+    report.output_sha256 = sha256_files([out_path])
 
 
 def audit_redaction(ws: Workspace, report: RedactionReport, kind: str, **extra) -> dict:

@@ -8,7 +8,6 @@ never copied into the package; the tagger record stores their names, row counts 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -115,10 +114,6 @@ def read_lines(path: Path) -> list[str]:
     if not path.exists():
         raise MedcoreError(f"Development notes {path} do not exist. Pass --dev-notes with the JSONL file, or omit it.")
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def physionet_patients(path: Path) -> list[str]:

@@ -8,11 +8,11 @@ as they are now (a dataset re-imported or edited after its redaction no longer d
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medcore.fileio import sha256_files
 from medcore.phi.audit import read_audit_log, verify_audit_log
 from medcore.workspace import Workspace
 
@@ -35,12 +35,7 @@ def dataset_content_hash(folder: Path) -> str:
     """sha256 over a dataset folder's split Parquet files, in split order (as import and redaction compute it)."""
     from medcore.data.manifest import SPLITS
 
-    digest = hashlib.sha256()
-    for split in SPLITS:
-        with open(folder / f"{split}.parquet", "rb") as handle:
-            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return sha256_files(folder / f"{split}.parquet" for split in SPLITS)
 
 
 def verify_redaction(ws: Workspace, name: str, manifest: DatasetManifest | None = None) -> RedactionCheck:

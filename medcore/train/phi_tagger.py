@@ -23,11 +23,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from medcore.errors import MedcoreError
+from medcore.fileio import sha256_files
 from medcore.phi.config import CONFIG_DIR, DEFAULT_TAGGER
 from medcore.phi.tagger import TAGGER_RECORD, tagger_record
 from medcore.phi.tagger_corpus import (
     TAGGER_TYPES,
-    file_sha256,
     read_physionet,
     read_synth,
     register_notes,
@@ -89,7 +89,7 @@ def build_corpus(config: TaggerTrainConfig) -> tuple[list[dict], list[dict]]:
             {
                 "source": part[0]["source"] if part else path.stem,
                 "file": path.name,
-                "sha256": file_sha256(path),
+                "sha256": sha256_files([path]),
                 "notes": len(part),
                 "excluded_patients": len(config.exclude_patients) if reader is None else 0,
                 **({"part": SYNTH_PARTS[config.synth_all]} if reader else {}),

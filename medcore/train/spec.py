@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medcore.errors import MedcoreError, describe_validation_error
+from medcore.errors import MedcoreError, validated
 
 
 class RunSpec(BaseModel):
@@ -117,13 +117,6 @@ def _read_spec_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def describe_errors(exc: ValidationError, source: str) -> str:
-    """Pydantic errors -> one line naming every bad field, with a suggestion for unknown ones."""
-    return describe_validation_error(
-        exc, f"run spec ({source})", RunSpec.model_fields, "see `medcore train --help` for fields"
-    )
-
-
 def load_spec(source: str | os.PathLike | dict | RunSpec, overrides: list[str] | dict | None = None) -> RunSpec:
     """A RunSpec from a YAML/JSON file, a dict or a RunSpec, with `overrides` (`key=value` list or dict) applied.
 
@@ -138,7 +131,4 @@ def load_spec(source: str | os.PathLike | dict | RunSpec, overrides: list[str] |
         path = Path(source)
         data, where = _read_spec_file(path), path.name
     data.update(parse_overrides(overrides))
-    try:
-        return RunSpec.model_validate(data)
-    except ValidationError as exc:
-        raise MedcoreError(describe_errors(exc, where)) from None
+    return validated(RunSpec, data, f"run spec ({where})", "see `medcore train --help` for fields")

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from medcore.errors import MedcoreError, describe_validation_error
+from medcore.errors import MedcoreError, validated
 
 CONFIGS_ENV = "MEDCORE_CONFIGS"
 BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
@@ -275,13 +275,10 @@ def load_lora_preset(name: str) -> LoraPresetConfig | None:
         return None
     path = _preset_path(name, "lora")
     try:
-        return LoraPresetConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+        data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise MedcoreError(f"LoRA preset {path} is not valid YAML: {exc}.") from None
-    except ValidationError as exc:
-        raise MedcoreError(
-            describe_validation_error(exc, f"LoRA preset {path.name}", LoraPresetConfig.model_fields)
-        ) from None
+    return validated(LoraPresetConfig, data, f"LoRA preset {path.name}")
 
 
 def describe_presets(kind: Literal["zero", "lora"]) -> dict[str, str]:
