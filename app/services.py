@@ -370,3 +370,85 @@ def methods_for_mode(mode: str) -> list[str]:
     from medcore.phi.console_info import methods_for_mode as methods
 
     return methods(mode)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluable_models(dataset: str | None) -> list[str]:
+    """Completed classification runs (those trained on `dataset` first), then the untuned base encoder."""
+    from medcore.evaluate.runner import evaluable_models as models
+
+    return models(workspace(), dataset)
+
+
+def start_evaluation(model: str, dataset: str, compare: list[str], **options: Any) -> str:
+    """Check the request, then score the model(s) in a detached job; returns the job id at once."""
+    from medcore.evaluate.job import start_evaluation as start
+
+    return start(workspace(), model, dataset, compare=compare or None, **options)
+
+
+def evaluation_status(job_id: str) -> dict[str, Any]:
+    from medcore.evaluate.job import evaluation_status as status
+
+    status = status(workspace(), job_id)
+    if status.get("state") == "completed":
+        _evals.clear()
+    return status
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _evals(root: str, stamp: int) -> pd.DataFrame:
+    from medcore.evaluate.results import list_evals as evals
+
+    return evals(get_workspace(root))
+
+
+def list_evals() -> pd.DataFrame:
+    """Every finished eval, newest first, with accuracy, macro F1 and AUROC and their 95% CIs."""
+    ws = workspace()
+    return _evals(str(ws.root), _stamp(ws.evals))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _saved_eval(root: str, eval_id: str, stamp: int):
+    from medcore.evaluate.results import load_eval as load
+
+    return load(get_workspace(root), eval_id)
+
+
+def load_eval(eval_id: str):
+    """A finished eval (config, result, predictions, comparison); cached until its folder changes (a side-by-side
+    adds comparison.json to the reference's folder after it is in place)."""
+    ws = workspace()
+    return _saved_eval(str(ws.root), eval_id, _stamp(ws.evals / eval_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _eval_curves(root: str, eval_id: str, stamp: int) -> dict[str, pd.DataFrame]:
+    from medcore.evaluate import curves
+
+    saved = _saved_eval(root, eval_id, stamp)
+    scored = curves.scored_split(saved.predictions, saved.config["labels"])
+    return {
+        "confusion": curves.confusion_frame(scored),
+        "roc": curves.roc_points(scored),
+        "pr": curves.pr_points(scored),
+        "reliability": curves.reliability_bins(scored),
+    }
+
+
+def eval_curves(eval_id: str) -> dict[str, pd.DataFrame]:
+    """confusion, roc, pr and reliability frames of a finished eval (empty curves when it has no probabilities)."""
+    ws = workspace()
+    return _eval_curves(str(ws.root), eval_id, _stamp(ws.evals / eval_id))
+
+
+def operating_point(eval_id: str, sensitivity: float) -> dict[str, Any]:
+    """Binary evals: the threshold reaching `sensitivity`, and the specificity there."""
+    from medcore.evaluate.curves import operating_point as point
+    from medcore.evaluate.curves import scored_split
+
+    saved = load_eval(eval_id)
+    return point(scored_split(saved.predictions, saved.config["labels"]), sensitivity)

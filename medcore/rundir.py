@@ -26,6 +26,9 @@ from medcore.fileio import write_bytes_atomic
 # ("stopped" = saved and stopped on request; resumable like failed/cancelled).
 STATES = ("queued", "starting", "running", "completed", "failed", "cancelled", "stopped")
 FINAL_STATES = ("completed", "failed", "cancelled", "stopped")
+# status.json key of the evaluation a completed run gets on its test split (spec.evaluate_after): {"state" (running,
+# completed, skipped, failed), "eval_id", "metric", "value", "ci_low", "ci_high", "reason" or "error"}
+TEST_EVAL = "test_eval"
 
 # Inside checkpoints/checkpoint-<step>/: written by medcore.train.checkpoint, checked by medcore.jobs.resume.
 CHECKPOINT_PREFIX = "checkpoint-"

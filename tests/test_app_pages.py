@@ -23,7 +23,7 @@ def test_page_renders_without_error(workspace, page):
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page", ["evaluate", "chat"])
+@pytest.mark.parametrize("page", ["chat"])
 def test_placeholders_say_what_they_will_do(workspace, page):
     at = open_page(page)
     assert at.info and at.info[0].value.startswith("This page will")

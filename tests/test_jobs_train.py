@@ -116,6 +116,12 @@ def test_killed_rank_fails_fast_with_a_reason_then_resumes_to_completion(notes, 
     with pytest.raises(MedcoreError, match="completed .finished; nothing to resume."):
         resume_run(run_id, notes)
 
+    # evaluate_after (on by default): the supervisor scores the completed run on its test split.
+    tested = wait_for(lambda: (t := run_status(run_id, notes).test_eval) and t["state"] != "running" and t, 120, "eval")
+    assert tested["state"] == "completed", tested
+    result = json.loads((notes.evals / tested["eval_id"] / "result.json").read_text())
+    assert tested["value"] == result["metrics"]["accuracy"]["value"] and tested["n"] == result["n"]
+
 
 @pytest.mark.slow
 def test_checkpoint_now_then_save_and_stop(notes, monkeypatch):

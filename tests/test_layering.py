@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"fileio"},
     {"workspace"},
     {"rundir", "procs", "models"},
-    {"token_windows"},
+    {"token_windows", "job_folder"},
     {"store"},
     {"data"},
     {"demo"},

@@ -12,7 +12,8 @@ import pytest
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, read_manifest
 from medcore.errors import MedcoreError
-from medcore.phi.job import jobs_dir, redaction_status, start_redaction
+from medcore.job_folder import jobs_dir
+from medcore.phi.job import redaction_status, start_redaction
 
 CANARY = "Zebulon Quartermaine"
 

@@ -63,14 +63,41 @@ def show_run(run_id: str) -> None:
         show = st.error if info.state == "failed" else st.info
         show(f"{info.error}" + (f"\n\nHint: {info.hint}" if info.hint else ""), icon=":material/report:")
     show_actions(run_id, info)
+    show_test_eval(info.test_eval)
     ui.render_metric_charts(services.run_metrics([run_id]), key=f"run-{run_id}")
     with st.expander("Log tail", expanded=info.state in ("failed",)):
         st.code(services.read_logs(run_id, tail=60) or "(no output yet)", language=None)
     # The page polls only while the job is alive; one last full rerun shows the final state in the table.
-    if info.state not in ACTIVE_STATES and st.session_state.get(f"live-{run_id}"):
+    if not still_changing(info) and st.session_state.get(f"live-{run_id}"):
         st.session_state[f"live-{run_id}"] = False
         services.refresh_runs()
         st.rerun(scope="app")
+
+
+def still_changing(info) -> bool:
+    """Training, or scoring its test split right after: the page keeps polling."""
+    return info.state in ACTIVE_STATES or (info.test_eval or {}).get("state") == "running"
+
+
+def show_test_eval(record: dict | None) -> None:
+    """The run's score on its test split (spec.evaluate_after), with a link to the full eval."""
+    if not record:
+        return
+    state = record.get("state")
+    if state == "completed":
+        st.markdown(
+            f"Test split ({record['n']:,} examples): {record['metric']} **{record['value']:.3f}** "
+            f"(95% CI {record['ci_low']:.3f} to {record['ci_high']:.3f}), eval `{record['eval_id']}`."
+        )
+        if st.button("Open on the Evaluate page", key=f"eval-{record['eval_id']}", icon=":material/fact_check:"):
+            st.session_state["open_eval"] = record["eval_id"]
+            st.switch_page("views/evaluate.py")
+    elif state == "running":
+        st.caption("Scoring the run on its test split...")
+    elif state == "skipped":
+        st.caption(f"Not evaluated on a test split: {record.get('reason')}")
+    elif state == "failed":
+        st.warning(f"The test-split evaluation failed: {record.get('error')}", icon=":material/report:")
 
 
 def show_compare(run_ids: list[str]) -> None:
@@ -102,7 +129,7 @@ with ui.guard("Loading runs"):
     with tab_run:
         chosen = st.selectbox("Run", run_ids, index=run_ids.index(wanted) if wanted in run_ids else 0, key="run")
         st.session_state[OPEN_RUN] = chosen
-        active = services.run_status(chosen).state in ACTIVE_STATES
+        active = still_changing(services.run_status(chosen))
         st.session_state[f"live-{chosen}"] = active
         st.fragment(run_every=2 if active else None)(live_run)(chosen)
     with tab_compare:

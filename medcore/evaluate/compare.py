@@ -18,8 +18,9 @@ The first model is the reference; each other model is compared with it. Rules:
 
 from __future__ import annotations
 
-import json
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from pydantic import Field
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig, bootstrap_interval, jackknife_weights, resample_weights
 from medcore.evaluate.metrics import HEADLINE, check_codes, check_probabilities, score_batch
-from medcore.evaluate.results import COMPARISON, CONFIG, PREDICTIONS
+from medcore.evaluate.results import COMPARISON, load_eval
 from medcore.evaluate.runner import EvalRunConfig, evaluate_model, resolve_source
 from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
@@ -206,10 +207,8 @@ def unique_names(models: list[str]) -> list[str]:
 
 def read_eval(ws: Workspace, eval_id: str) -> tuple[dict, pd.DataFrame]:
     """(config.json, predictions.parquet) of evals/<eval_id>/."""
-    folder = ws.evals / eval_id
-    if not (folder / CONFIG).exists() or not (folder / PREDICTIONS).exists():
-        raise MedcoreError(f"No complete eval '{eval_id}' in {ws.evals}. Run `medcore eval run` to make one.")
-    return json.loads((folder / CONFIG).read_text()), pd.read_parquet(folder / PREDICTIONS)
+    saved = load_eval(ws, eval_id)
+    return saved.config, saved.predictions
 
 
 def compare_evals(ws: Workspace, eval_ids: list[str], names: list[str], config: BootstrapConfig) -> dict:
@@ -250,6 +249,7 @@ def compare_models(
     batch_size: int = 32,
     seed: int = 0,
     resamples: int = 1000,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> dict:
     """Evaluate `model` and each of `compare` on one split (evaluate_model: one forward pass and one eval folder
     each), then compare them on the saved predictions; the comparison goes to the first eval folder's
@@ -274,7 +274,10 @@ def compare_models(
     for name in models:
         resolve_source(name, ws)  # a misspelt --compare fails now, not after the first model's forward pass
     options = config.model_dump(exclude={"model", "compare"})
-    results = [evaluate_model(name, ws, **options) for name in models]
+    results = []
+    for index, name in enumerate(models):
+        step = None if progress is None else functools.partial(progress, index)  # (model index, done, total)
+        results.append(evaluate_model(name, ws, **options, progress=step))
     eval_ids, names = [r["eval_id"] for r in results], unique_names(models)
     comparison = compare_evals(ws, eval_ids, names, BootstrapConfig(resamples=resamples, seed=seed))
     out = {"models": eval_ids, "names": names, "comparison": comparison}

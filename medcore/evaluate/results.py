@@ -12,15 +12,18 @@ A result is written into evals/.tmp-<eval_id>/ and renamed into place, so a cras
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from medcore.errors import MedcoreError
 from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
 
@@ -65,3 +68,60 @@ def write_eval(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return eval_id, final
+
+
+@dataclass(frozen=True)
+class SavedEval:
+    """One evals/<eval_id>/ folder, read back: what the Evaluate page shows."""
+
+    eval_id: str
+    config: dict[str, Any]
+    result: dict[str, Any]
+    predictions: pd.DataFrame
+    comparison: dict[str, Any] | None
+
+
+def load_eval(ws: Workspace, eval_id: str) -> SavedEval:
+    """Read a finished eval folder.
+
+    Raises:
+        MedcoreError: no such eval, or an unfinished one (its files are missing).
+    """
+    folder = ws.evals / eval_id
+    if eval_id.startswith(TMP_PREFIX) or not all((folder / name).exists() for name in (CONFIG, RESULT, PREDICTIONS)):
+        raise MedcoreError(f"No complete eval '{eval_id}' in {ws.evals}. Run `medcore eval run` to make one.")
+    comparison = folder / COMPARISON
+    return SavedEval(
+        eval_id=eval_id,
+        config=json.loads((folder / CONFIG).read_text()),
+        result=json.loads((folder / RESULT).read_text()),
+        predictions=pd.read_parquet(folder / PREDICTIONS),
+        comparison=json.loads(comparison.read_text()) if comparison.exists() else None,
+    )
+
+
+LISTED_METRICS = ("accuracy", "macro_f1", "auroc")
+
+
+def list_evals(ws: Workspace) -> pd.DataFrame:
+    """Every finished eval, newest first: eval_id, created_at, model, dataset, split, n, and LISTED_METRICS with
+    their intervals (<name>, <name>_low, <name>_high). Unfinished (.tmp-) and unreadable folders are skipped."""
+    rows = []
+    for folder in ws.evals.glob("eval-*") if ws.evals.exists() else []:
+        try:
+            config = json.loads((folder / CONFIG).read_text())
+            result = json.loads((folder / RESULT).read_text())
+        except (OSError, ValueError):
+            continue
+        row = {key: config.get(key) for key in ("eval_id", "created_at", "model", "dataset", "split")}
+        row["n"] = result.get("n")
+        for name in LISTED_METRICS:
+            estimate = result.get("metrics", {}).get(name) or {}
+            row.update({name: estimate.get("value"), f"{name}_low": estimate.get("ci_low"),
+                        f"{name}_high": estimate.get("ci_high")})  # fmt: skip
+        row["compared"] = (folder / COMPARISON).exists()
+        rows.append(row)
+    columns = ["eval_id", "created_at", "model", "dataset", "split", "n", "compared"]
+    columns += [f"{m}{s}" for m in LISTED_METRICS for s in ("", "_low", "_high")]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("created_at", ascending=False, ignore_index=True)

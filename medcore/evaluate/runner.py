@@ -10,6 +10,7 @@ the same base gives the same scores. Every run of a split writes evals/<eval_id>
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,8 @@ FULL_MODEL_DIR = "model"  # where a full fine-tune (lora: full) leaves its weigh
 MODEL_CONFIG = "config.json"  # a Hugging Face model folder's config
 MAX_LENGTH = RunSpec.model_fields["max_length"].default  # a base model's truncation: a default run's max_length
 SHOWN_LABELS = 20
+BASE_CLASSIFIERS = ("minilm",)  # registry encoders a picker offers as the untuned baseline
+Progress = Callable[[int, int], None]  # (examples done, examples in the split)
 _BOOT = BootstrapConfig.model_fields
 
 
@@ -101,6 +104,18 @@ def resolve_source(model: str, ws: Workspace) -> ModelSource:
             f"(`medcore runs resume {rd.run_id}`), then evaluate again."
         )
     return source
+
+
+def evaluable_models(ws: Workspace, dataset: str | None = None) -> list[str]:
+    """What `eval run` accepts, for pickers: completed runs of a supported task (those trained on `dataset` first,
+    newest first), then the registry's encoders (a base model with a fresh head: the chance floor)."""
+    runs = [rd for rd in (RunDir(path) for path in ws.runs.glob("*")) if rd.spec.exists()] if ws.runs.exists() else []
+    done = []
+    for rd in runs:
+        spec = load_spec(rd.spec)
+        if spec.task in SUPPORTED_TASKS and rd.read_status().get("state") == "completed":
+            done.append((spec.dataset != dataset, -rd.path.stat().st_mtime, rd.run_id))
+    return [run_id for *_, run_id in sorted(done)] + list(BASE_CLASSIFIERS)
 
 
 def check_task(task: str | None, what: str) -> None:
@@ -194,11 +209,11 @@ def build_network(source: ModelSource, head: list[str], ws: Workspace):
         ) from None
 
 
-def class_probabilities(net, tokenizer, texts: list[str], batch_size: int) -> np.ndarray:
+def class_probabilities(net, tokenizer, texts: list[str], batch_size: int, progress: Progress | None = None):
     """(n, classes) softmax probabilities in the texts' order; batches of similar length, so little padding.
 
     Tokenised once (right-padded to the longest text); each batch is a slice cut to its longest member, so the hot
-    loop does no per-example Python work.
+    loop does no per-example Python work. `progress(done, total)` is called after each batch.
     """
     import torch
 
@@ -224,6 +239,8 @@ def class_probabilities(net, tokenizer, texts: list[str], batch_size: int) -> np
                 input_ids=torch.from_numpy(ids[rows, :width]), attention_mask=torch.from_numpy(mask[rows, :width])
             ).logits
             out[rows] = torch.softmax(logits.double(), dim=-1).numpy()  # float64: rows sum to 1 within 1e-12
+            if progress is not None:
+                progress(start + len(rows), len(order))
     return out
 
 
@@ -242,13 +259,21 @@ def predict_split(
 
 
 def predict_frame(
-    frame: pd.DataFrame, manifest: DatasetManifest, labels: list[str], loaded, model: str, batch_size: int
+    frame: pd.DataFrame,
+    manifest: DatasetManifest,
+    labels: list[str],
+    loaded,
+    model: str,
+    batch_size: int,
+    progress: Progress | None = None,
 ):
-    """predict_split over an already loaded split."""
+    """predict_split over an already loaded split; `progress(done, total)` after each batch."""
     net, tokenizer, head = loaded
     check_same_labels(head, labels, f"Model '{model}'", manifest.name)
     texts = frame[manifest.mapping.text].fillna("").astype(str).tolist()
-    proba = class_probabilities(net, tokenizer, texts, batch_size)[:, [head.index(label) for label in labels]]
+    proba = class_probabilities(net, tokenizer, texts, batch_size, progress)[
+        :, [head.index(label) for label in labels]
+    ]
     columns: dict[str, Any] = {
         "row": np.arange(len(frame), dtype=np.int64),
         "y_true": frame[manifest.mapping.label].astype(str).to_numpy(dtype=object),
@@ -322,6 +347,7 @@ def evaluate_model(
     batch_size: int = 32,
     seed: int = 0,
     resamples: int = 1000,
+    progress: Progress | None = None,
 ) -> dict:
     """predict_split + every metric with its 95% CI (the JSON shape of `medcore eval metrics --json`: n, metrics,
     per_class, subgroups), written to <workspace>/evals/<eval_id>/ (predictions.parquet, result.json,
@@ -342,7 +368,7 @@ def evaluate_model(
     source = resolve_source(model, ws)
     frame = load_split(ws, dataset, split)  # read once: the texts to score and the subgroup columns
     loaded = classifier_for(source, ws, dataset, labels)
-    predictions = predict_frame(frame, manifest, labels, loaded, model, batch_size)
+    predictions = predict_frame(frame, manifest, labels, loaded, model, batch_size, progress)
     where = f"{dataset}/{split}"
     scored = as_predictions(predictions, labels, split_subgroups(frame, manifest, split), where)
     report = score_predictions(scored, BootstrapConfig(resamples=resamples, seed=seed))

@@ -16,7 +16,7 @@ from medcore.errors import MedcoreError
 from medcore.fileio import file_lock
 from medcore.jobs.diagnose import diagnose_log
 from medcore.procs import settle_if_vanished
-from medcore.rundir import FINAL_STATES, RunDir, read_json, write_json_atomic
+from medcore.rundir import FINAL_STATES, TEST_EVAL, RunDir, read_json, write_json_atomic
 from medcore.workspace import Workspace, get_workspace
 
 ACTIVE_STATES = ("queued", "starting", "running")
@@ -44,6 +44,7 @@ class RunInfo:
     started_at: float | None = None
     ended_at: float | None = None
     pid: int | None = None
+    test_eval: dict[str, Any] | None = None  # the evaluation after completion (rundir.TEST_EVAL)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,5 +173,6 @@ def observe_run(rd: RunDir) -> RunInfo:
         started_at=launch.get("started_at"),
         ended_at=status.get("ended_at"),
         pid=(launch.get("torchrun") or {}).get("pid"),
+        test_eval=status.get(TEST_EVAL),
         extra={k: launch[k] for k in ("host", "port", "nnodes", "node_rank", "slot", "slurm_job_id") if k in launch},
     )

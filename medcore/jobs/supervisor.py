@@ -25,10 +25,12 @@ from medcore.procs import (
     free_port,
     port_is_free,
     proc_ref,
+    python_module,
     tagged_processes,
     terminate_job,
 )
 from medcore.rundir import RunDir
+from medcore.train.spec import load_spec
 from medcore.workspace import Workspace
 
 POLL_S = 0.2
@@ -143,7 +145,23 @@ def run_supervised(rd: RunDir) -> int:
     final = settle_final_state(rd, exit_code)
     log(f"job exited with code {exit_code}; state {final.get('state')}")
     record_run_end(ws, rd)
+    if final.get("state") == "completed":
+        evaluate_after(rd)
     return 0
+
+
+def evaluate_after(rd: RunDir) -> None:
+    """Score a completed run on its test split (spec.evaluate_after), in a child process logging to train.log.
+
+    By module name, not import: evaluation sits above jobs (it loads runs). Node 0 only: one eval per job.
+    """
+    spec = load_spec(rd.spec)
+    if not spec.evaluate_after or spec.node_rank != 0:
+        return
+    log("scoring the run on its test split (evaluate_after)")
+    with open(rd.log, "ab") as log_file:
+        subprocess.run(python_module("medcore.evaluate.after_run", str(rd.path)), stdin=subprocess.DEVNULL,
+                       stdout=log_file, stderr=subprocess.STDOUT, check=False)  # fmt: skip
 
 
 def record_run_end(ws: Workspace, rd: RunDir) -> None:

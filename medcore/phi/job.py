@@ -8,24 +8,24 @@ output, error) and job.log. Status and log carry counts and names only, never no
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from medcore.errors import MedcoreError
+from medcore.job_folder import (
+    REQUEST,
+    job_folder_argument,
+    job_status,
+    mark_running,
+    start_job,
+    update_status,
+)
 from medcore.phi.config import build_config
-from medcore.procs import proc_ref, python_module, settle_if_vanished, spawn_detached
-from medcore.rundir import read_json, write_json_atomic
+from medcore.rundir import read_json
 from medcore.workspace import Workspace
 
 PROGRESS_EVERY_S = 0.5
-ACTIVE = ("queued", "running")
-
-
-def jobs_dir(ws: Workspace) -> Path:
-    return ws.root / "jobs"
 
 
 def start_redaction(
@@ -56,55 +56,30 @@ def start_redaction(
     out_name = check_dataset_name(out_name or f"{name}-redacted"[:64])
     if dataset_dir(ws, out_name).exists():
         raise MedcoreError(f"Dataset '{out_name}' already exists. Pick another output name or delete it first.")
-    job_id = f"redact-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    folder = jobs_dir(ws) / job_id
-    folder.mkdir(parents=True)
     build_config(mode=mode, method=method, threshold=threshold)  # bad settings fail here, before any process
     request = {"dataset": name, "mode": mode, "method": method, "out_name": out_name, "threshold": threshold}
     request.update(overrides)
-    write_json_atomic(folder / "request.json", request)
-    write_json_atomic(folder / "status.json", {"state": "queued", "done": 0, "total": None, "started_at": time.time()})
-    process = spawn_detached(
-        python_module("medcore.phi.job", str(folder)), folder / "job.log", {"MEDCORE_HOME": str(ws.root)}
-    )
-    _update(folder, pid=process["pid"], process=process)
-    return job_id
+    return start_job(ws, "redact", "medcore.phi.job", request)
 
 
 def redaction_status(ws: Workspace, job_id: str) -> dict:
     """The job's status; a job whose process vanished without a result reads as failed."""
-    folder = jobs_dir(ws) / job_id
-    status = read_json(folder / "status.json")
-    if status is None:
-        raise MedcoreError(f"No redaction job '{job_id}' in {jobs_dir(ws)}.")
-    return settle_if_vanished(
-        lambda: read_json(folder / "status.json") or status,
-        [status.get("process")],
-        lambda s: s.get("state") not in ACTIVE or not s.get("process"),
-        lambda s: _update(folder, state="failed", error="The redaction process ended without a result; see job.log."),
-    )
-
-
-def _update(folder: Path, **fields) -> dict:
-    status = read_json(folder / "status.json", default={})
-    status.update(fields, updated_at=time.time())
-    write_json_atomic(folder / "status.json", status)
-    return status
+    return job_status(ws, job_id, "redaction job")
 
 
 def run_job(folder: Path) -> int:
     from medcore.phi.datasets import redact_dataset
 
-    request = read_json(folder / "request.json")
+    request = read_json(folder / REQUEST)
     ws = Workspace(folder.parent.parent)
-    _update(folder, state="running", pid=os.getpid(), process=proc_ref(os.getpid()))
+    mark_running(folder)
     last = 0.0
 
     def progress(done: int, total: int | None) -> None:
         nonlocal last
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
-            _update(folder, done=done, total=total)
+            update_status(folder, done=done, total=total)
 
     try:
         manifest = redact_dataset(ws, request["dataset"], request["mode"], request["method"],
@@ -112,27 +87,24 @@ def run_job(folder: Path) -> int:
                                   drop=request.get("drop", []), not_phi=request.get("not_phi", []),
                                   threshold=request.get("threshold"))  # fmt: skip
     except MedcoreError as exc:
-        _update(folder, state="failed", error=str(exc), ended_at=time.time())
+        update_status(folder, state="failed", error=str(exc), ended_at=time.time())
         print(f"redaction failed: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # library messages can quote input text: keep the type only
-        _update(folder, state="failed", error=f"Redaction failed with {type(exc).__name__}; see job.log.",
+        update_status(folder, state="failed", error=f"Redaction failed with {type(exc).__name__}; see job.log.",
                 ended_at=time.time())  # fmt: skip
         print(f"redaction failed with {type(exc).__name__}", file=sys.stderr)
         return 1
     rows = manifest.total_rows
-    _update(folder, state="completed", done=rows, total=rows, output=manifest.name, rows=rows,
+    update_status(folder, state="completed", done=rows, total=rows, output=manifest.name, rows=rows,
             mode=manifest.redaction.mode, method=manifest.redaction.method, ended_at=time.time())  # fmt: skip
     print(f"redacted '{request['dataset']}' -> '{manifest.name}' ({rows} records)")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or not (Path(argv[0]) / "request.json").exists():
-        print("usage: python -m medcore.phi.job JOB_DIR  (a folder with request.json)", file=sys.stderr)
-        return 2
-    return run_job(Path(argv[0]).resolve())
+    folder = job_folder_argument(sys.argv[1:] if argv is None else argv, "medcore.phi.job")
+    return 2 if folder is None else run_job(folder)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,11 @@ class RunSpec(BaseModel):
     dist_timeout_s: int = Field(60, gt=0, description="Seconds before a missing peer or collective fails the job.")
     resume: bool = Field(False, description="Continue from the newest checkpoint in the run folder.")
     export_merged: bool = Field(False, description="Also write the base model with the adapter merged into merged/.")
+    evaluate_after: bool = Field(
+        True,
+        description="When the run completes, score it on its dataset's test split with 95% CIs (as `medcore eval "
+        "run`); the Runs page shows the headline. Classification runs with a test split only.",
+    )
     allow_unredacted: bool = Field(
         False, description="Train on a dataset not marked redacted. Audited; only for data already de-identified."
     )
