@@ -93,6 +93,20 @@ def test_launched_run_opens_and_compare_overlays(workspace):
     assert [b.label for b in at.button] == []  # completed: neither cancel nor resume
 
 
+def test_a_completed_run_shows_its_test_split_score_and_opens_the_eval(workspace):
+    scored = {"state": "completed", "eval_id": "eval-20261130-000000-abcdef", "metric": "accuracy", "value": 0.8125,
+              "ci_low": 0.7, "ci_high": 0.9, "n": 48}  # fmt: skip
+    make_run(workspace, "run-a", "completed", [2.0, 1.0], time.time(), test_eval=scored)
+    make_run(workspace, "run-b", "completed", [2.0, 1.0], time.time() - 50,
+             test_eval={"state": "skipped", "reason": "Dataset 'notes' has no test rows."})  # fmt: skip
+    at = open_page("runs")
+    assert any("accuracy **0.812** (95% CI 0.700 to 0.900)" in m for m in texts(at, "markdown"))
+    widget(at.button, "Open on the Evaluate page").click().run()
+    assert at.session_state["open_eval"] == scored["eval_id"]
+    at = open_page("runs", state={"open_run": "run-b"})
+    assert "Not evaluated on a test split: Dataset 'notes' has no test rows." in texts(at, "caption")
+
+
 def test_resume_refusal_is_shown_as_a_message(workspace):
     make_run(workspace, "run-c", "failed", [1.0], time.time(), error="Killed by signal 9.")
     at = open_page("runs")
