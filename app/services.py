@@ -400,9 +400,9 @@ def evaluation_status(job_id: str) -> dict[str, Any]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _evals(root: str, stamp: int) -> pd.DataFrame:
-    from medcore.evaluate.results import list_evals as evals
+    from medcore.store.views import evals_table
 
-    return evals(get_workspace(root))
+    return evals_table(get_workspace(root))
 
 
 def list_evals() -> pd.DataFrame:

@@ -71,6 +71,10 @@ def test_an_eval_shows_its_metrics_with_intervals_plots_and_subgroups(workspace)
     groups = [d.value for d in at.dataframe if "Group" in d.value.columns][0]
     assert sorted(groups["Group"]) == ["F", "M"]
     assert groups.set_index("Group").loc["M", "n"] == result["subgroups"]["sex"]["M"]["n"]
+    gap = result["fairness"]["sex"]["gaps"]["accuracy"]
+    shown = texts(at, "markdown") + texts(at, "warning")
+    assert any(f"Largest gap in Accuracy: **{gap['value']:.3f}**" in t for t in shown)
+    assert any("Equalized-odds difference" in t for t in shown)
 
 
 def test_a_side_by_side_eval_shows_differences_and_disagreements(workspace):

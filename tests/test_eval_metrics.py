@@ -216,7 +216,10 @@ def test_eval_metrics_json_has_the_documented_shape(tmp_path, capsys):
     code, out, _ = run_cli(capsys, *args, "--proba-prefix", "p_", "--subgroups", "sex", "--json")
     assert code == 0
     report = json.loads(out)
-    assert set(report) == {"n", "metrics", "per_class", "subgroups"} and report["n"] == len(frame)
+    assert set(report) == {"n", "metrics", "per_class", "subgroups", "fairness"} and report["n"] == len(frame)
+    gaps = report["fairness"]["sex"]
+    assert list(gaps["gaps"]) == HEADLINE and gaps["equalized_odds_difference"] is None  # 3 classes: no EOD
+    assert {"value", "ci_low", "ci_high", "excludes_zero", "high_group", "low_group"} <= set(gaps["gaps"]["accuracy"])
     assert list(report["metrics"]) == HEADLINE
     assert all(set(m) == {"value", "ci_low", "ci_high"} for m in report["metrics"].values())
     assert set(report["per_class"]) == {"copd", "chf", "pneumonia"}
@@ -231,6 +234,9 @@ def test_eval_metrics_json_has_the_documented_shape(tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, *args)  # the readable table, without probabilities
     assert code == 0 and "accuracy" in out and "auroc" in out and "undefined" in out
+    code, out, _ = run_cli(capsys, *args, "--subgroups", "sex")
+    accuracy_gap = report["fairness"]["sex"]["gaps"]["accuracy"]
+    assert code == 0 and "gaps across sex" in out and f"accuracy           {accuracy_gap['value']:.3f}" in out
 
 
 def test_eval_help_lists_the_metrics_action(capsys):

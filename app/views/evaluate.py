@@ -135,6 +135,27 @@ def show_subgroups(saved) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     if table["Small (< 30)"].any():
         st.caption("Groups under 30 examples are marked small: their intervals are wide, not hidden.")
+    show_gap((saved.result.get("fairness") or {}).get(column) or {}, metric)
+
+
+def show_gap(fairness: dict, metric: str) -> None:
+    """The metric's largest gap between groups with its 95% CI, flagged when the CI excludes 0; equalized odds."""
+    gap = (fairness.get("gaps") or {}).get(metric)
+    name = charts.METRIC_NAMES.get(metric, metric)
+    if gap is None:
+        st.caption(f"No gap for {name}: fewer than two groups where it is defined.")
+    else:
+        text = (f"Largest gap in {name}: **{gap['value']:.3f}** between {gap['high_group']} (higher) and "
+                f"{gap['low_group']}, 95% CI {charts.interval_text(gap).split(' ', 1)[-1]}.")  # fmt: skip
+        if gap["excludes_zero"]:
+            st.warning(text + " The interval excludes 0: the groups differ beyond chance.", icon=":material/flag:")
+        else:
+            st.markdown(text + " The interval includes 0.")
+    eod = fairness.get("equalized_odds_difference")
+    if eod is not None:
+        st.markdown(
+            f"Equalized-odds difference (largest TPR or FPR range across groups): {charts.interval_text(eod)}."
+        )
 
 
 def show_comparison(saved) -> None:

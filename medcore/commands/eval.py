@@ -5,6 +5,8 @@ medcore eval run RUN_ID --dataset notes-redacted --compare OTHER_RUN_ID [--compa
 medcore eval metrics preds.csv --label-column y_true --pred-column y_pred
 medcore eval metrics preds.parquet --label-column y_true --pred-column y_pred --proba-prefix p_ \\
     --subgroups sex,age_band --seed 0 --resamples 1000 --json
+medcore eval review create --evals EVAL_A EVAL_B [--name N] [--max-items 100] [--seed S] [--all-rows]
+medcore eval review list | close REVIEW_ID | summary REVIEW_ID [--json] | export REVIEW_ID
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from medcore.evaluate.compare import LOWER_IS_BETTER, CompareRunConfig, compare_
 from medcore.evaluate.metrics import HEADLINE, PER_CLASS
 from medcore.evaluate.predictions import PredictionColumns, read_predictions
 from medcore.evaluate.results import COMPARISON, PREDICTIONS, RESULT
+from medcore.evaluate.review import close_review, open_review
+from medcore.evaluate.review_sources import ReviewConfig, create_review_from_evals, review_config
+from medcore.evaluate.review_summary import export_preferences, preference_records, summarize_review
 from medcore.evaluate.runner import EvalRunConfig, evaluate_model
 from medcore.evaluate.subgroups import EvaluationReport, is_small, score_predictions
-from medcore.workspace import get_workspace
+from medcore.store.views import reviews_table
+from medcore.workspace import Workspace, get_workspace
 
 SUMMARY = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "brier", "ece")  # what `eval run` prints
 
@@ -42,6 +48,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=boot["seed"].default, help=boot["seed"].description)
     p.add_argument("--resamples", type=int, default=boot["resamples"].default, help=boot["resamples"].description)
     p.add_argument("--json", action="store_true", help="Print one JSON object instead of tables.")
+    add_review_arguments(sub.add_parser("review", help="Blinded clinician review of two models' outputs."))
+
+
+def add_review_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="review_action", required=True, metavar="REVIEW_ACTION")
+    fields = ReviewConfig.model_fields
+    p = sub.add_parser("create", help="A blinded review of two evals of one dataset split.")
+    p.add_argument(
+        "--evals", nargs=2, required=True, metavar=("EVAL_A", "EVAL_B"), help="Two eval ids (`medcore eval run`)."
+    )
+    p.add_argument("--name", default=None, help=fields["name"].description)
+    p.add_argument("--seed", type=int, default=None, help=fields["seed"].description)
+    p.add_argument("--max-items", type=int, default=None, help=fields["max_items"].description)
+    p.add_argument(
+        "--all-rows", action="store_true", help="Review every row, not only those where the predictions differ."
+    )
+    sub.add_parser("list", help="Reviews, newest first: items, verdicts, reviewers, closed.")
+    for action, text in (
+        ("close", "Close a review: no more verdicts; its models and results can then be read."),
+        ("summary", "A closed review's win rates with 95%% Wilson CIs, ties, and Cohen's kappa."),
+        ("export", "A closed review's decisive verdicts as preference data: prompt, chosen, rejected (JSONL)."),
+    ):
+        p = sub.add_parser(action, help=text)
+        p.add_argument("review_id", metavar="REVIEW_ID", help="The review (see `medcore eval review list`).")
+        if action == "summary":
+            p.add_argument("--json", action="store_true", help="Print one JSON object instead of a summary.")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,6 +108,8 @@ def settings(args: argparse.Namespace) -> tuple[PredictionColumns, BootstrapConf
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "review":
+        return run_review(args)
     return run_model(args) if args.action == "run" else score_file(args)
 
 
@@ -190,8 +224,99 @@ def print_report(report: EvaluationReport) -> None:
     for column, groups in report.subgroups.items():
         heads = {f"{value} (n={s.n:,}{', small' if is_small(s) else ''})": s.metrics for value, s in groups.items()}
         print_grid(f"subgroup {column}", heads, HEADLINE)
+        print_gaps(column, report.fairness.get(column) or {})
     if any(e.value is None for e in report.overall.metrics.values()):
         print(
             "\nundefined: no value for these data (AUROC needs both outcomes; PPV a class that is predicted; "
             "AUROC, AUPRC, Brier and ECE need probability columns, --proba-prefix)."
         )
+
+
+def print_gaps(column: str, fairness: dict) -> None:
+    """Best minus worst group per metric, 95% percentile CI; * = the CI excludes 0 (a disparity beyond chance)."""
+    print(f"\ngaps across {column} (best group - worst group, 95% CI; * = CI excludes 0):")
+    for name, gap in (fairness.get("gaps") or {}).items():
+        if gap is None:
+            print(f"  {name:<17}  undefined (fewer than two groups where it is defined)")
+            continue
+        interval = "" if gap["ci_low"] is None else f" [{gap['ci_low']:.3f}, {gap['ci_high']:.3f}]"
+        mark = " *" if gap["excludes_zero"] else ""
+        print(f"  {name:<17}  {gap['value']:.3f}{interval}{mark}  ({gap['high_group']} vs {gap['low_group']})")
+    eod = fairness.get("equalized_odds_difference")
+    if eod is not None:
+        interval = "" if eod["ci_low"] is None else f" [{eod['ci_low']:.3f}, {eod['ci_high']:.3f}]"
+        print(f"  equalized-odds difference  {eod['value']:.3f}{interval}")
+
+
+def run_review(args: argparse.Namespace) -> int:
+    ws = get_workspace()
+    if args.review_action == "create":
+        return create_review(args, ws)
+    if args.review_action == "list":
+        return list_reviews(ws)
+    review = open_review(ws, args.review_id)
+    if args.review_action == "close":
+        manifest = close_review(review)
+        print(f"closed {review.review_id} ({manifest['name']}): it takes no more verdicts.")
+        rid = review.review_id
+        print(f"results: `medcore eval review summary {rid}`; preference data: `medcore eval review export {rid}`")
+    elif args.review_action == "summary":
+        summary = summarize_review(review)
+        print(json.dumps(summary, allow_nan=False) if args.json else "\n".join(summary_lines(summary)))
+    else:
+        count = len(preference_records(review))
+        print(f"{export_preferences(review)}: {count} preference pairs (prompt, chosen, rejected), redacted text")
+    return 0
+
+
+def create_review(args: argparse.Namespace, ws: Workspace) -> int:
+    config = review_config(
+        name=args.name, seed=args.seed, max_items=args.max_items, disagreements_only=not args.all_rows
+    )
+    review = create_review_from_evals(ws, *args.evals, config)
+    manifest = review.read_manifest()
+    spans = ", ".join(f"{kind} {n}" for kind, n in sorted(manifest["redaction"]["spans"].items())) or "none"
+    print(
+        f"created {review.review_id} ({manifest['name']}): {manifest['items']} items from "
+        f"{manifest['dataset']}/{manifest['split']}, models sealed, order random per item; PHI masked: {spans}."
+    )
+    print(f"Reviewers judge it in the console's Evaluate page; then `medcore eval review close {review.review_id}`.")
+    return 0
+
+
+def list_reviews(ws: Workspace) -> int:
+    table = reviews_table(ws)
+    if table.empty:
+        print("No reviews yet. Create one with `medcore eval review create --evals EVAL_A EVAL_B`.")
+        return 0
+    columns = ["review_id", "name", "items", "verdicts", "reviewers", "closed"]
+    print(table[columns].to_string(index=False))
+    return 0
+
+
+def rate_cell(rate: dict) -> str:
+    if rate["value"] is None:
+        return "undefined"
+    return f"{rate['value']:.3f} [{rate['ci_low']:.3f}, {rate['ci_high']:.3f}]"
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The unblinded results as text: per model, then the ties, then reviewer agreement."""
+    n = summary["judgments"]
+    lines = [
+        f"{summary['review_id']} ({summary['name']}): {summary['judged_items']} of {summary['items']} items judged, "
+        f"{n} judgments by {len(summary['reviewers'])} reviewers. Rates over all judgments, 95% Wilson CIs:"
+    ]
+    width = max(len(name) for name in [*summary["models"], "both acceptable"])
+    for model, result in summary["models"].items():
+        lines.append(
+            f"  {model:<{width}}  wins {result['wins']:>4}  win rate {rate_cell(result['win_rate'])}  "
+            f"of {summary['decisive']} decisive {rate_cell(result['decisive_share'])}"
+        )
+    for tie in ("both_acceptable", "both_wrong"):
+        label = tie.replace("_", " ")
+        lines.append(f"  {label:<{width}}  {summary[tie]['count']:>9}  rate     {rate_cell(summary[tie]['rate'])}")
+    for pair in summary["agreement"]:
+        kappa = "undefined" if pair["kappa"] is None else f"{pair['kappa']:.3f}"
+        lines.append(f"  Cohen's kappa, {' vs '.join(pair['reviewers'])} on {pair['items']} items: {kappa}")
+    return lines

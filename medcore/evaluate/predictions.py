@@ -23,6 +23,9 @@ MAX_LABEL_CHARS = 40  # longer "labels" are not shown in messages either: they m
 SHOWN = 10
 
 
+SMALL_GROUP = 30  # examples; the same threshold as the small cells of bootstrap.SMALL_CELL
+
+
 class PredictionColumns(BaseModel):
     """Which columns of the predictions file hold what."""
 
@@ -232,3 +235,10 @@ def subgroup_values(series: pd.Series, column: str, name: str) -> np.ndarray:
             f"few categories (at most {MAX_CATEGORIES}), like sex or age band. Bin it or pick another column."
         )
     return values
+
+
+def group_rows(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Row indices of each subgroup value, values in natural order and '(missing)' last."""
+    present = natural_order({v for v in values if v != MISSING})
+    order = present + ([MISSING] if (values == MISSING).any() else [])
+    return {value: np.flatnonzero(values == value) for value in order}

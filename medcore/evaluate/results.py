@@ -99,29 +99,3 @@ def load_eval(ws: Workspace, eval_id: str) -> SavedEval:
         comparison=json.loads(comparison.read_text()) if comparison.exists() else None,
     )
 
-
-LISTED_METRICS = ("accuracy", "macro_f1", "auroc")
-
-
-def list_evals(ws: Workspace) -> pd.DataFrame:
-    """Every finished eval, newest first: eval_id, created_at, model, dataset, split, n, and LISTED_METRICS with
-    their intervals (<name>, <name>_low, <name>_high). Unfinished (.tmp-) and unreadable folders are skipped."""
-    rows = []
-    for folder in ws.evals.glob("eval-*") if ws.evals.exists() else []:
-        try:
-            config = json.loads((folder / CONFIG).read_text())
-            result = json.loads((folder / RESULT).read_text())
-        except (OSError, ValueError):
-            continue
-        row = {key: config.get(key) for key in ("eval_id", "created_at", "model", "dataset", "split")}
-        row["n"] = result.get("n")
-        for name in LISTED_METRICS:
-            estimate = result.get("metrics", {}).get(name) or {}
-            row.update({name: estimate.get("value"), f"{name}_low": estimate.get("ci_low"),
-                        f"{name}_high": estimate.get("ci_high")})  # fmt: skip
-        row["compared"] = (folder / COMPARISON).exists()
-        rows.append(row)
-    columns = ["eval_id", "created_at", "model", "dataset", "split", "n", "compared"]
-    columns += [f"{m}{s}" for m in LISTED_METRICS for s in ("", "_low", "_high")]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values("created_at", ascending=False, ignore_index=True)

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from medcore.evaluate.bootstrap import BootstrapConfig, Estimate, SampleScores, score_sample
+from medcore.evaluate.fairness import subgroup_gaps
 from medcore.evaluate.metrics import HEADLINE, PER_CLASS
-from medcore.evaluate.predictions import MISSING, Predictions, natural_order
-
-SMALL_GROUP = 30  # examples; the same threshold as the small cells of bootstrap.SMALL_CELL
+from medcore.evaluate.predictions import SMALL_GROUP, Predictions, group_rows
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,10 @@ class EvaluationReport:
     config: BootstrapConfig
     overall: SampleScores
     subgroups: dict[str, dict[str, SampleScores]] = field(default_factory=dict)
+    fairness: dict[str, Any] = field(default_factory=dict)  # per subgroup column: gaps with CIs (fairness.py)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON shape: {"n", "metrics", "per_class", "subgroups"}; each metric {"value", "ci_low", "ci_high"}."""
+        """The JSON shape: {"n", "metrics", "per_class", "subgroups", "fairness"}; each metric {"value", "ci_low", "ci_high"}."""
         return {
             "n": self.overall.n,
             "metrics": metric_dict(self.overall.metrics),
@@ -42,6 +42,7 @@ class EvaluationReport:
                 column: {value: group_dict(scores) for value, scores in groups.items()}
                 for column, groups in self.subgroups.items()
             },
+            "fairness": self.fairness,
         }
 
 
@@ -55,13 +56,6 @@ def group_dict(scores: SampleScores) -> dict[str, Any]:
 
 def is_small(scores: SampleScores) -> bool:
     return scores.n < SMALL_GROUP
-
-
-def group_rows(values: np.ndarray) -> dict[str, np.ndarray]:
-    """Row indices of each subgroup value, values in natural order and '(missing)' last."""
-    present = natural_order({v for v in values if v != MISSING})
-    order = present + ([MISSING] if (values == MISSING).any() else [])
-    return {value: np.flatnonzero(values == value) for value in order}
 
 
 def score_predictions(predictions: Predictions, config: BootstrapConfig | None = None) -> EvaluationReport:
@@ -79,4 +73,5 @@ def score_predictions(predictions: Predictions, config: BootstrapConfig | None =
         column: {value: score(rows) for value, rows in group_rows(values).items()}
         for column, values in predictions.subgroups.items()
     }
-    return EvaluationReport(predictions.source, predictions.labels, config, score(), subgroups)
+    fairness = subgroup_gaps(predictions, config, SMALL_GROUP)
+    return EvaluationReport(predictions.source, predictions.labels, config, score(), subgroups, fairness)

@@ -20,7 +20,7 @@ import pandas as pd
 from medcore.errors import MedcoreError
 from medcore.rundir import FINAL_STATES, RunDir, read_json
 from medcore.store.live_metrics import PARQUET_NAME, best_metric, compact_run_metrics, read_run_metrics
-from medcore.store.views import DUCKDB_CONFIG, EVALS_SCHEMA, datasets_sql
+from medcore.store.views import DUCKDB_CONFIG, datasets_sql, evals_sql
 from medcore.workspace import Workspace, get_workspace
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,8 @@ def _write_catalog(ws: Workspace, tables: Iterable[str], runs: pd.DataFrame | No
         if runs is not None:
             con.register("runs_frame", runs)
             con.execute("CREATE OR REPLACE TABLE runs AS SELECT * FROM runs_frame")
-        con.execute(f"CREATE TABLE IF NOT EXISTS evals ({EVALS_SCHEMA})")
+        create = "CREATE OR REPLACE TABLE evals" if "evals" in tables else "CREATE TABLE IF NOT EXISTS evals"
+        con.execute(f"{create} AS {evals_sql(ws)}")  # the table exists whichever tables were asked for
         con.execute("COMMIT")
     finally:
         con.close()

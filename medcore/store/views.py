@@ -1,7 +1,8 @@
 """DuckDB views over the workspace files, and `connect()` for notebooks: in-memory, read-only, never blocking.
 
 Decision: the workspace files are the source of truth (datasets/*/manifest.json, runs/*/spec.json,
-status.json, launch.json, metrics.jsonl, audit/*.jsonl). Each process queries them through its own
+status.json, launch.json, metrics.jsonl, audit/*.jsonl, evals/*/config.json and result.json, reviews/*/review.json
+and verdicts.jsonl). Each process queries them through its own
 in-memory DuckDB connection, so there is no shared database file to lock: any number of readers and
 writers in any processes work at once. catalog.duckdb is only a snapshot for outside tools
 (see medcore.store.catalog).
@@ -13,13 +14,15 @@ exist at connect time is empty until `create_views(con, ws)` is called again.
 from __future__ import annotations
 
 import duckdb
+import pandas as pd
 
 from medcore.workspace import Workspace, get_workspace
 
-EVALS_SCHEMA = (
-    "eval_id VARCHAR, run_id VARCHAR, dataset VARCHAR, split VARCHAR, metric VARCHAR, value DOUBLE, "
-    "ci_low DOUBLE, ci_high DOUBLE, subgroup VARCHAR, created_at TIMESTAMP WITH TIME ZONE"
-)
+# The eval and review folder contracts live in medcore.evaluate.results and medcore.evaluate.review, a layer above
+# the store; these names must equal theirs (tests/test_store_evals.py checks it).
+EVALS_DIR, EVAL_CONFIG, EVAL_RESULT, EVAL_COMPARISON = "evals", "config.json", "result.json", "comparison.json"
+REVIEWS_DIR, REVIEW_MANIFEST, REVIEW_VERDICTS = "reviews", "review.json", "verdicts.jsonl"
+LISTED_METRICS = ("accuracy", "macro_f1", "auroc")  # an eval's headline figures, each with its 95% CI
 # JSON, Parquet and ICU are built into the wheel; never let DuckDB fetch an extension over the network.
 DUCKDB_CONFIG = {"autoinstall_known_extensions": False}
 _EMPTY_OBJECTS = "(SELECT NULL::VARCHAR AS filename, NULL::JSON AS json WHERE false)"
@@ -110,16 +113,76 @@ def audit_sql(ws: Workspace) -> str:
     return f"SELECT * FROM {source}"
 
 
+def evals_sql(ws: Workspace) -> str:
+    """One row per complete eval folder (config.json and result.json; unfinished .tmp- folders are skipped), with
+    each of LISTED_METRICS and its 95% interval as <name>, <name>_low, <name>_high."""
+    config = _objects(ws, EVALS_DIR, f"*/{EVAL_CONFIG}")
+    result = _objects(ws, EVALS_DIR, f"*/{EVAL_RESULT}")
+    comparison = _objects(ws, EVALS_DIR, f"*/{EVAL_COMPARISON}")
+    metrics = ",\n".join(
+        f"(result.json->'metrics'->'{name}'->>'{key}')::DOUBLE AS {name}{suffix}"
+        for name in LISTED_METRICS
+        for key, suffix in (("value", ""), ("ci_low", "_low"), ("ci_high", "_high"))
+    )
+    return f"""
+        WITH config AS (SELECT {_folder_name("filename")} AS eval_id, filename, json FROM {config}),
+             result AS (SELECT {_folder_name("filename")} AS eval_id, json FROM {result}),
+             comparison AS (SELECT DISTINCT {_folder_name("filename")} AS eval_id FROM {comparison})
+        SELECT eval_id,
+               to_timestamp((config.json->>'created_at')::DOUBLE) AS created_at,
+               config.json->>'model' AS model,
+               config.json->'model_identity'->>'kind' AS model_kind,
+               config.json->'model_identity'->>'run_id' AS run_id,
+               config.json->>'dataset' AS dataset,
+               config.json->>'split' AS split,
+               (result.json->>'n')::BIGINT AS n,
+               comparison.eval_id IS NOT NULL AS compared,
+               {metrics},
+               parse_dirpath(config.filename) AS path
+        FROM config JOIN result USING (eval_id) LEFT JOIN comparison USING (eval_id)
+        WHERE NOT starts_with(eval_id, '.')"""
+
+
+def reviews_sql(ws: Workspace) -> str:
+    """One row per review: items, verdicts (each reviewer's latest on an item counts once), reviewers, closed."""
+    manifest = _objects(ws, REVIEWS_DIR, f"*/{REVIEW_MANIFEST}")
+    verdicts = _jsonl(ws, REVIEWS_DIR, f"*/{REVIEW_VERDICTS}")
+    if verdicts is None:
+        verdicts = "(SELECT NULL::VARCHAR AS filename, NULL::VARCHAR AS reviewer, NULL::BIGINT AS item WHERE false)"
+    return f"""
+        WITH manifest AS (SELECT {_folder_name("filename")} AS review_id, filename, json FROM {manifest}),
+             verdicts AS (
+               SELECT {_folder_name("filename")} AS review_id,
+                      count(DISTINCT (reviewer, item)) AS verdicts,
+                      count(DISTINCT reviewer) AS reviewers
+               FROM {verdicts} GROUP BY 1)
+        SELECT review_id,
+               manifest.json->>'name' AS name,
+               manifest.json->>'source' AS source,
+               manifest.json->>'dataset' AS dataset,
+               manifest.json->>'split' AS split,
+               (manifest.json->>'items')::BIGINT AS items,
+               coalesce(verdicts.verdicts, 0) AS verdicts,
+               coalesce(verdicts.reviewers, 0) AS reviewers,
+               manifest.json->>'closed_at' IS NOT NULL AS closed,
+               to_timestamp((manifest.json->>'created_at')::DOUBLE) AS created_at,
+               to_timestamp((manifest.json->>'closed_at')::DOUBLE) AS closed_at,
+               parse_dirpath(manifest.filename) AS path
+        FROM manifest LEFT JOIN verdicts USING (review_id)
+        WHERE NOT starts_with(review_id, '.')"""
+
+
 def create_views(con: duckdb.DuckDBPyConnection, ws: Workspace) -> duckdb.DuckDBPyConnection:
-    """(Re)create the views datasets, runs, metrics, audit and the (empty for now) evals table."""
+    """(Re)create the views datasets, runs, metrics, audit, evals and reviews."""
     for name, sql in (
         ("datasets", datasets_sql(ws)),
         ("runs", runs_sql(ws)),
         ("metrics", metrics_sql(ws)),
         ("audit", audit_sql(ws)),
+        ("evals", evals_sql(ws)),
+        ("reviews", reviews_sql(ws)),
     ):
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
-    con.execute(f"CREATE TABLE IF NOT EXISTS evals ({EVALS_SCHEMA})")
     return con
 
 
@@ -133,3 +196,23 @@ def connect(ws: Workspace | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config=DUCKDB_CONFIG)
     con.execute("SET TimeZone = 'UTC'")
     return create_views(con, ws)
+
+
+def _newest_first(view: str, ws: Workspace | None) -> pd.DataFrame:
+    con = connect(ws)
+    try:
+        return con.execute(f"SELECT * FROM {view} ORDER BY created_at DESC NULLS LAST, 1").df()
+    finally:
+        con.close()
+
+
+def evals_table(ws: Workspace | None = None) -> pd.DataFrame:
+    """The evals view, newest first: eval_id, created_at, model, model_kind, run_id, dataset, split, n, compared,
+    LISTED_METRICS with their CIs (accuracy, accuracy_low, accuracy_high, ...), path."""
+    return _newest_first("evals", ws)
+
+
+def reviews_table(ws: Workspace | None = None) -> pd.DataFrame:
+    """The reviews view, newest first: review_id, name, source, dataset, split, items, verdicts, reviewers, closed,
+    created_at, closed_at, path. No model names: those stay sealed in the review folder."""
+    return _newest_first("reviews", ws)

@@ -1,0 +1,180 @@
+"""Where a blinded review's items come from: two evals of one dataset split, or explicit pairs of outputs.
+
+    create_review_from_evals(ws, "eval-...-a1b2c3", "eval-...-d4e5f6", ReviewConfig(max_items=50, seed=0))
+    create_review_from_pairs(ws, [ReviewPair(prompt=..., model_a=..., output_a=..., model_b=..., output_b=...)])
+
+Both hand medcore.evaluate.review.write_review the items (text as given), the two model names and their sources,
+which it seals, blinds and redacts. From evals, the prompt is the dataset split's text column at the eval's `row`,
+each output is the model's predicted label and the reference is the true label.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from medcore.data.manifest import DatasetManifest, load_split, read_manifest
+from medcore.errors import MedcoreError, validated
+from medcore.evaluate.compare import read_eval, unique_names
+from medcore.evaluate.review import RawItem, Review, write_review
+from medcore.workspace import Workspace
+
+MIN_NAME_CHECK = 3  # model names shorter than this are not searched for in a review's name (too many false hits)
+
+
+class ReviewConfig(BaseModel):
+    """How a review is drawn from its source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        "", max_length=120, description="Name shown in the review list; reviewers see it, so no model names."
+    )
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the item sample and the per-item order; none draws one. Kept sealed."
+    )
+    max_items: int = Field(100, ge=1, le=10_000, description="Most items drawn into the review (default 100).")
+    disagreements_only: bool = Field(
+        True, description="From evals: only rows where the two models' predicted labels differ (default on)."
+    )
+
+
+class ReviewPair(BaseModel):
+    """One item given explicitly: a prompt and two models' outputs (the Chat page's 'send to review')."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(description="The input both models answered; PHI-redacted before it is stored.")
+    model_a: str = Field(min_length=1, description="Name of the model that wrote output_a; sealed until close.")
+    output_a: str = Field(description="Model A's output; PHI-redacted before it is stored.")
+    model_b: str = Field(min_length=1, description="Name of the model that wrote output_b; sealed until close.")
+    output_b: str = Field(description="Model B's output; PHI-redacted before it is stored.")
+    reference: str | None = Field(None, description="Optional reference answer shown to reviewers, redacted.")
+
+    @model_validator(mode="after")
+    def check_two_models(self) -> ReviewPair:
+        if self.model_a == self.model_b:
+            raise ValueError("model_a and model_b must name two different models")
+        return self
+
+
+def check_name(name: str, models: list[str]) -> None:
+    shown = [m for m in models if len(m) >= MIN_NAME_CHECK and m.lower() in name.lower()]
+    if shown:
+        raise MedcoreError(
+            f"The review name '{name}' contains the model name '{shown[0]}'; reviewers see the name, so it would "
+            "unblind them. Pick a name without model names."
+        )
+
+
+def review_pair(**fields: Any) -> ReviewPair:
+    """A ReviewPair from keyword arguments (the console's edge); every problem in one MedcoreError."""
+    return validated(ReviewPair, fields, "review pair")
+
+
+def review_config(**fields: Any) -> ReviewConfig:
+    """A ReviewConfig from keyword arguments, None meaning the default (the CLI's edge); problems in one MedcoreError."""
+    return validated(ReviewConfig, {k: v for k, v in fields.items() if v is not None}, "review options")
+
+
+def draw_seed(config: ReviewConfig) -> int:
+    return config.seed if config.seed is not None else secrets.randbelow(2**31)
+
+
+def check_same_split(ws: Workspace, eval_a: str, eval_b: str, records: tuple[dict, dict]) -> DatasetManifest:
+    """The manifest of the dataset both evals scored, after checking they scored one split of it as it is now."""
+    if eval_a == eval_b:
+        raise MedcoreError(f"Both evals are '{eval_a}': pick the evals of two different models.")
+    key = ("dataset", "split", "dataset_content_hash", "labels")
+    if any(records[0].get(k) != records[1].get(k) for k in key):
+        raise MedcoreError(
+            f"Evals '{eval_a}' and '{eval_b}' did not score the same dataset split (dataset, split, content hash or "
+            "labels differ). Review two evals of one dataset split."
+        )
+    manifest = read_manifest(ws, records[0]["dataset"])
+    if manifest.content_hash != records[0]["dataset_content_hash"]:
+        raise MedcoreError(
+            f"Dataset '{manifest.name}' changed since evals '{eval_a}' and '{eval_b}' ran (its content hash differs), "
+            "so their rows no longer match its texts. Evaluate both models again, then create the review."
+        )
+    return manifest
+
+
+def draw_eval_items(
+    ws: Workspace, manifest: DatasetManifest, split: str, joined: pd.DataFrame, max_items: int, seed: int
+) -> list[RawItem]:
+    """Up to max_items RawItems from the joined predictions (row, y_true, y_pred_a, y_pred_b), drawn with the seed."""
+    rows = sorted(int(r) for r in joined["row"])
+    drawn = random.Random(f"sample-{seed}").sample(rows, min(max_items, len(rows)))
+    texts = load_split(ws, manifest.name, split)[manifest.mapping.text].fillna("").astype(str)
+    by_row = joined.set_index("row")
+    return [
+        RawItem(
+            prompt=texts.iloc[row],
+            outputs=(str(by_row.at[row, "y_pred_a"]), str(by_row.at[row, "y_pred_b"])),
+            reference=str(by_row.at[row, "y_true"]),
+            row=row,
+        )
+        for row in drawn
+    ]
+
+
+def create_review_from_evals(ws: Workspace, eval_a: str, eval_b: str, config: ReviewConfig | None = None) -> Review:
+    """A review of two evals of one dataset split: per row (joined on `row`) the split's text is the prompt, each
+    model's predicted label its output and the true label the reference. Rows are drawn with the seed.
+
+    Raises:
+        MedcoreError: an unknown eval, the same eval twice, evals of different splits or labels, a dataset changed
+            since the evals ran, a name holding a model's name, or no row to review.
+    """
+    config = config or ReviewConfig()
+    (record_a, frame_a), (record_b, frame_b) = read_eval(ws, eval_a), read_eval(ws, eval_b)
+    manifest = check_same_split(ws, eval_a, eval_b, (record_a, record_b))
+    split = record_a["split"]
+    models = unique_names([str(record_a["model"]), str(record_b["model"])])
+    name = config.name or f"{manifest.name}/{split}"
+    check_name(name, models)
+    joined = frame_a[["row", "y_true", "y_pred"]].merge(frame_b[["row", "y_pred"]], on="row", suffixes=("_a", "_b"))
+    if config.disagreements_only:
+        joined = joined[joined["y_pred_a"] != joined["y_pred_b"]]
+    if joined.empty:
+        what = "rows where the two models disagree" if config.disagreements_only else "rows in common"
+        raise MedcoreError(f"Evals '{eval_a}' and '{eval_b}' have no {what}: nothing to review.")
+    seed = draw_seed(config)
+    items = draw_eval_items(ws, manifest, split, joined, config.max_items, seed)
+    sources = [
+        {"eval_id": eval_id, "model_identity": record.get("model_identity")}
+        for eval_id, record in ((eval_a, record_a), (eval_b, record_b))
+    ]
+    meta = {"name": name, "source": "evals", "dataset": manifest.name, "split": split}
+    return write_review(ws, items, {"models": models, "sources": sources}, meta, seed)
+
+
+def create_review_from_pairs(ws: Workspace, pairs: list[ReviewPair], config: ReviewConfig | None = None) -> Review:
+    """A review of explicit pairs, in the order given; every pair must be between the same two models.
+
+    Raises:
+        MedcoreError: no pairs, or pairs naming more (or fewer) than two models.
+    """
+    config = config or ReviewConfig()
+    if not pairs:
+        raise MedcoreError("No pairs to review: pass at least one (prompt, two models, two outputs).")
+    models = sorted({p.model_a for p in pairs} | {p.model_b for p in pairs})
+    if len(models) != 2:
+        raise MedcoreError(
+            f"The pairs name {len(models)} models; a review compares two. Send the pairs of each two models to a "
+            "review of their own."
+        )
+    items = []
+    for pair in pairs[: config.max_items]:
+        outputs = {pair.model_a: pair.output_a, pair.model_b: pair.output_b}
+        items.append(RawItem(pair.prompt, (outputs[models[0]], outputs[models[1]]), pair.reference))
+    name = config.name or f"pairs {time.strftime('%Y-%m-%d %H:%M')}"
+    check_name(name, models)
+    meta = {"name": name, "source": "pairs", "dataset": None, "split": None}
+    return write_review(ws, items, {"models": models, "sources": None}, meta, draw_seed(config))
