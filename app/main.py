@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+    st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("views/chat.py", title="Chat", icon=":material/chat:"),
 ]
 

@@ -452,3 +452,58 @@ def operating_point(eval_id: str, sensitivity: float) -> dict[str, Any]:
 
     saved = load_eval(eval_id)
     return point(scored_split(saved.predictions, saved.config["labels"]), sensitivity)
+
+
+# ---- blinded review -----------------------------------------------------------------------------
+
+
+def list_reviews() -> pd.DataFrame:
+    """Reviews, newest first: name, items, verdicts, reviewers, closed (no model names)."""
+    from medcore.store.views import reviews_table
+
+    return reviews_table(workspace())
+
+
+def create_review(eval_a: str, eval_b: str, name: str, max_items: int):
+    """A blinded review of the rows where two evals of one split disagree (redacts the text: seconds)."""
+    from medcore.evaluate.review_sources import create_review_from_evals, review_config
+
+    config = review_config(name=name, max_items=max_items)
+    return create_review_from_evals(workspace(), eval_a, eval_b, config)
+
+
+def next_review_item(review_id: str, reviewer: str):
+    """The next item this reviewer has not judged (blinded: Response 1 / Response 2), or None."""
+    from medcore.evaluate.review import next_item, open_review
+
+    return next_item(open_review(workspace(), review_id), reviewer)
+
+
+def record_verdict(review_id: str, item: int, reviewer: str, verdict: str, comment: str) -> dict[str, Any]:
+    from medcore.evaluate.review import open_review
+    from medcore.evaluate.review import record_verdict as record
+
+    return record(open_review(workspace(), review_id), item, reviewer, verdict, comment)
+
+
+def close_review(review_id: str) -> dict[str, Any]:
+    from medcore.evaluate.review import close_review as close
+    from medcore.evaluate.review import open_review
+
+    return close(open_review(workspace(), review_id))
+
+
+def review_summary(review_id: str) -> dict[str, Any]:
+    """Win rates with Wilson CIs, ties, Cohen's kappa; only for a closed review (unblinded)."""
+    from medcore.evaluate.review import open_review
+    from medcore.evaluate.review_summary import summarize_review
+
+    return summarize_review(open_review(workspace(), review_id))
+
+
+def export_preferences(review_id: str) -> bytes:
+    """The closed review's preference pairs (prompt, chosen, rejected) as JSONL bytes, also kept in its folder."""
+    from medcore.evaluate.review import open_review
+    from medcore.evaluate.review_summary import export_preferences as export
+
+    return export(open_review(workspace(), review_id)).read_bytes()

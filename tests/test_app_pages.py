@@ -6,7 +6,7 @@ import pytest
 from app_helpers import MAIN, open_page
 from streamlit.testing.v1 import AppTest
 
-PAGES = ["data", "phi", "train", "runs", "evaluate", "chat"]
+PAGES = ["data", "phi", "train", "runs", "evaluate", "review", "chat"]
 
 
 def test_entry_opens_data_page(workspace):
