@@ -167,3 +167,33 @@ def walk_the_user_path(page, base: str, ws) -> None:
     for title in ("Evaluate", "Chat"):
         nav(page, title)
         shot(page, f"6-{title.lower()}")
+
+
+def test_evaluate_and_blinded_review_in_the_browser(workspace, page):
+    """The Evaluate page draws its plots; the Review page's HTML names neither model nor any planted PHI."""
+    from test_eval_review import MODEL_A, MODEL_B, PHI_NAME, PHI_PHONE, import_notes, write_model_eval
+
+    from medcore.evaluate.review_sources import create_review_from_evals, review_config
+
+    import_notes(workspace)
+    eval_a, eval_b = write_model_eval(workspace, MODEL_A, seed=1), write_model_eval(workspace, MODEL_B, seed=2)
+    create_review_from_evals(workspace, eval_a, eval_b, review_config(name="ward round"))
+    with serve_console(free_port(), workspace.root, workspace.root / "console.log") as base:
+        page.goto(f"{base}/review")
+        page.get_by_role("heading", name="Review", exact=True).wait_for()
+        page.get_by_label("Your name").fill("dr-hall")
+        page.get_by_label("Your name").press("Enter")
+        page.get_by_text("Response 2", exact=True).wait_for()
+        page.get_by_text("Item 1 of").wait_for()
+        html = page.content()
+        for secret in (MODEL_A, MODEL_B, PHI_NAME, PHI_PHONE):
+            assert secret not in html
+        shot(page, "review")
+        page.goto(f"{base}/evaluate")
+        page.get_by_role("heading", name="Results", exact=True).wait_for()
+        page.get_by_role("tab", name="Plots").click()
+        try:
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        finally:
+            shot(page, "evaluate-plots")
+    assert page.requested_hosts - {"127.0.0.1", "localhost", None} == set()

@@ -76,14 +76,14 @@ def show_overview(saved) -> None:
     config, result = saved.config, saved.result
     st.markdown(
         f"**{config.get('model')}** on **{config.get('dataset')}/{config.get('split')}**: {result['n']:,} examples, "
-        f"{len(result['per_class'])} classes; 95% CIs from {config.get('resamples', 0):,} stratified bootstrap "
+        f"{len(config.get('labels') or [])} classes; 95% CIs from {config.get('resamples', 0):,} stratified bootstrap "
         f"resamples (seed {config.get('seed')}), BCa where defined, Wilson for proportions in small cells."
     )
     st.dataframe(charts.metrics_table(result["metrics"]), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in ("Value", "95% CI low", "95% CI high")})  # fmt: skip
     st.markdown("**Per class** (one-vs-rest)")
-    st.dataframe(charts.per_class_table(result["per_class"]), width="stretch")
+    st.dataframe(charts.per_class_table(result.get("per_class") or {}), width="stretch")
 
 
 def show_plots(saved) -> None:
