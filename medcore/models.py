@@ -32,6 +32,10 @@ TINY_LLAMA_SHAPE = dict(
     max_position_embeddings=512,
 )
 TINY_LLAMA_SEED = 1234
+# A text pair longer than max_length loses tokens from its longer text, one at a time, until it fits: a short
+# hypothesis or question keeps every word while a long note gives way. "only_second" would cut the second text even
+# when the first is the long one, and fails outright when the first alone exceeds max_length.
+PAIR_TRUNCATION = "longest_first"
 
 
 def minilm_path() -> Path:

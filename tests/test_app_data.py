@@ -89,6 +89,29 @@ def test_spans_role_reaches_the_import(workspace):
     assert read_manifest(workspace, "ner").mapping.spans == "spans"
 
 
+def test_second_text_role_is_guessed_or_mapped_and_reaches_the_import(workspace):
+    from medcore.data.manifest import ColumnMapping
+
+    pairs = pd.DataFrame({"question1": [f"Is chest pain {i} serious?" for i in range(12)],
+                          "question2": [f"Should I worry about pain {i % 5}?" for i in range(12)],
+                          "label": ["same", "different"] * 6})  # fmt: skip
+    at = upload(open_page("data"), "pairs.csv", pairs.to_csv(index=False).encode())
+    second = widget(at.selectbox, "Second text (pairs)")
+    assert second.value == "question2" and widget(at.selectbox, "Text").value == "question1"
+    assert second.help == ColumnMapping.model_fields["text_pair"].description
+    neutral = pairs.rename(columns={"question1": "asked", "question2": "asked_later"})
+    at = upload(open_page("data"), "neutral.csv", neutral.to_csv(index=False).encode())
+    assert widget(at.selectbox, "Second text (pairs)").value == "(none)"  # no pair-like names: nothing guessed
+    widget(at.selectbox, "Text").set_value("asked")
+    widget(at.selectbox, "Second text (pairs)").set_value("asked_later")
+    at.run()
+    assert any("Valid for task: classification" in s for s in texts(at, "success")), texts(at, "error")
+    at = widget(at.button, "Import").click().run()
+    assert not at.error, texts(at, "error")
+    mapping = read_manifest(workspace, "neutral").mapping
+    assert (mapping.text, mapping.text_pair, mapping.label) == ("asked", "asked_later", "label")
+
+
 def test_row_problems_listed_and_import_disabled(workspace):
     frame = pd.DataFrame({"text": ["note one", "", "note three", "note four"], "label": ["a", "b", "a", "b"]})
     at = upload(open_page("data"), "bad.csv", frame.to_csv(index=False).encode())

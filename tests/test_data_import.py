@@ -234,8 +234,12 @@ def test_cli_redacts_a_catalog_dataset_into_a_new_audited_dataset(workspace, cap
     from medcore.data.manifest import load_split, read_manifest
     from medcore.phi.audit import verify_audit_log
 
-    frame = pd.DataFrame({"text": [f"Seen by Dr. Alice Moreau on 03/14/2023, MRN 55{i:05d}." for i in range(12)],
-                          "label": ["a", "b"] * 6})
+    frame = pd.DataFrame(
+        {
+            "text": [f"Seen by Dr. Alice Moreau on 03/14/2023, MRN 55{i:05d}." for i in range(12)],
+            "label": ["a", "b"] * 6,
+        }
+    )
     import_dataset(workspace, frame, "notes", ColumnMapping(text="text", label="label"))
     assert main(["data", "redact", "notes"]) == 0
     manifest = read_manifest(workspace, "notes-redacted")
@@ -260,3 +264,59 @@ def test_a_long_suggested_name_still_validates():
     from medcore.data.manifest import check_dataset_name, suggest_dataset_name
 
     check_dataset_name(suggest_dataset_name("a" * 63 + "-" + "b" * 10 + ".csv"))
+
+
+def question_pairs(n: int = 40) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "question1": [f"{CANARY} asks: is chest pain {i} serious?" for i in range(n)],
+            "question2": [f"Should {CANARY} worry about chest pain {i % 7}?" for i in range(n)],
+            "label": ["same", "different"] * (n // 2),
+        }
+    )
+
+
+def test_the_second_text_is_checked_like_the_text():
+    mapping = ColumnMapping(text="question1", text_pair="question2", label="label")
+    df = question_pairs()
+    assert validate_dataset(df, mapping).ok
+    df.loc[[2, 9], "question2"] = ["  ", None]
+    report = validate_dataset(df, mapping)
+    assert not report.ok and any("2 rows have empty text in column 'question2'" in e for e in report.errors)
+    problems = {(p.row, p.column): p.problem for p in report.row_problems}
+    assert problems == {(3, "question2"): "empty or missing text", (10, "question2"): "empty or missing text"}
+    assert report.stats.empty_texts == 0  # the stats describe the first text
+    assert CANARY not in report.model_dump_json()
+    missing = validate_dataset(df.drop(columns="question2"), mapping)
+    assert "Column 'question2' (mapped as text_pair) not found" in missing.summary()
+    refused = {
+        "not PHI": (mapping.model_copy(update={"not_phi": ["question2"]}), None, "cannot be marked not PHI"),
+        "same column": (mapping.model_copy(update={"text_pair": "question1"}), None, "both the text and the second"),
+        "one-text task": (mapping.model_copy(update={"label": None}), "causal-lm", "Task 'causal-lm' reads one text"),
+    }
+    for why, (bad, task, message) in refused.items():
+        errors = validate_dataset(question_pairs(), bad, task).errors
+        assert any(message in e for e in errors), (why, errors)
+
+
+@pytest.mark.parametrize(
+    "first,second",
+    [("question1", "question2"), ("sentence1", "sentence2"), ("premise", "hypothesis"), ("text", "text_b")],
+)
+def test_suggest_mapping_pairs_the_usual_column_names(first, second):
+    df = question_pairs().rename(columns={"question1": first, "question2": second})
+    guessed = suggest_mapping(df)
+    assert (guessed.text, guessed.text_pair, guessed.label) == (first, second, "label")
+    assert suggest_mapping(df[[second, "label"]]).text_pair is None  # a lone text is the text, never a pair
+
+
+def test_cli_imports_a_pair_dataset(workspace, tmp_path, capsys):
+    path = tmp_path / "pairs.csv"
+    question_pairs().to_csv(path, index=False)
+    args = ["data", "import", str(path), "--name", "qpairs", "--text-column", "question1"]
+    assert main([*args, "--text-pair-column", "question2", "--label-column", "label"]) == 0
+    manifest = read_manifest(workspace, "qpairs")
+    assert manifest.mapping.text_pair == "question2" and manifest.task == "classification"
+    assert "question2" in load_split(workspace, "qpairs", "train").columns
+    assert main([*args, "--text-pair-column", "question3", "--label-column", "label", "--name", "bad"]) == 1
+    assert "Column 'question3' (mapped as text_pair) not found" in capsys.readouterr().err

@@ -66,3 +66,22 @@ def test_a_missing_column_or_an_unknown_label_is_named(model_and_tokenizer):
     frame = pd.DataFrame({"text": TEXTS[:2], "label": ["cardiology", "oncology"]})
     with pytest.raises(MedcoreError, match=r"row 1: label is not one of the model's 2 classes"):
         ClinicalEvaluator(model, tokenizer, frame)
+
+
+def test_a_pair_column_is_scored_as_the_tokenizers_sentence_pair(model_and_tokenizer):
+    import torch
+
+    from medcore.models import PAIR_TRUNCATION
+
+    model, tokenizer = model_and_tokenizer
+    follow_ups = ["Is it the heart?", "Could this be a stroke?"] * (len(TEXTS) // 2)
+    frame = pd.DataFrame({"text": TEXTS, "follow_up": follow_ups, "label": [LABELS[i % 2] for i in range(len(TEXTS))]})
+    pairs = ClinicalEvaluator(model, tokenizer, frame, resamples=100, text_pair_column="follow_up").predict_proba()
+    with torch.inference_mode():
+        encoded = tokenizer(TEXTS[1], follow_ups[1], truncation=PAIR_TRUNCATION, return_tensors="pt")
+        expected = torch.softmax(model(**encoded).logits.double(), dim=-1)[0].numpy()
+    np.testing.assert_allclose(pairs[1], expected, atol=1e-5)
+    alone = ClinicalEvaluator(model, tokenizer, frame, resamples=100).predict_proba()
+    assert np.abs(pairs - alone).max() > 1e-3  # the second text was read
+    with pytest.raises(MedcoreError, match="no column 'question2'; columns are: text, follow_up, label"):
+        ClinicalEvaluator(model, tokenizer, frame, text_pair_column="question2")

@@ -18,7 +18,7 @@ from medcore.data.manifest import ColumnMapping, load_split, read_manifest
 from medcore.demo.notes import generate_notes
 from medcore.errors import MedcoreError
 from medcore.evaluate.runner import MAX_LENGTH, evaluate_model, load_classifier, predict_split
-from medcore.models import load_model
+from medcore.models import PAIR_TRUNCATION, load_model
 from medcore.train import load_spec, prepare_run_dir
 from medcore.train.lora import apply_lora
 from medcore.train.presets import load_lora_preset
@@ -86,6 +86,38 @@ def test_batch_size_does_not_change_predictions(workspace):
     np.testing.assert_allclose(one[p_columns].to_numpy(), many[p_columns].to_numpy(), atol=1e-5, rtol=0)
 
 
+def reference_pair_proba(net, tokenizer, texts: list[str], pairs: list[str]) -> np.ndarray:
+    """Each pair alone, unpadded, with its segment ids: what a batch of pairs must reproduce."""
+    out = []
+    with torch.inference_mode():
+        for text, pair in zip(texts, pairs, strict=True):
+            enc = tokenizer(
+                text, pair, truncation=PAIR_TRUNCATION, max_length=tokenizer.model_max_length, return_tensors="pt"
+            )
+            out.append(torch.softmax(net(**enc).logits.double(), dim=-1)[0].numpy())
+    return np.array(out)
+
+
+def test_pairs_are_scored_as_pairs_whatever_the_batch_size(workspace):
+    frame = demo_notes().copy()
+    frame["text"] = [" ".join(t.split()[: 8 + i % 30]) for i, t in enumerate(frame["text"])]  # short: a fast test
+    frame["follow_up"] = [" ".join(t.split()[: 3 + i % 20]) for i, t in enumerate(frame["text"][::-1])]
+    mapping = ColumnMapping(text="text", text_pair="follow_up", label="specialty")
+    import_dataset(workspace, frame, "pairs", mapping, split=(0.6, 0.1, 0.3))
+    loaded = load_classifier("minilm", workspace, "pairs")
+    split = load_split(workspace, "pairs", "test")
+    texts, pairs = split["text"].tolist(), split["follow_up"].tolist()
+    assert len({len(ids) for ids in loaded[1](texts, pairs)["input_ids"]}) > 2  # batches of pairs hold padding
+    one = predict_split("minilm", workspace, "pairs", batch_size=1, loaded=loaded)
+    many = predict_split("minilm", workspace, "pairs", batch_size=16, loaded=loaded)
+    p_columns = [c for c in one.columns if c.startswith("p_")]
+    np.testing.assert_allclose(one[p_columns].to_numpy(), many[p_columns].to_numpy(), atol=1e-5, rtol=0)
+    expected = reference_pair_proba(*loaded[:2], [texts[0], texts[-1]], [pairs[0], pairs[-1]])
+    np.testing.assert_allclose(many[p_columns].to_numpy()[[0, -1]], expected, atol=1e-5)
+    alone = reference_proba(*loaded[:2], [texts[0], texts[-1]])
+    assert np.abs(expected - alone).max() > 1e-3  # the second text changed the scores: it was read
+
+
 def test_evaluate_model_writes_an_eval_folder_without_text(workspace):
     import_notes(workspace)
     manifest = read_manifest(workspace, "notes")
@@ -96,7 +128,7 @@ def test_evaluate_model_writes_an_eval_folder_without_text(workspace):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "predictions.parquet", "result.json"]
     assert [p.name for p in workspace.evals.iterdir()] == [result["eval_id"]]  # no temp folder left behind
     saved = json.loads((folder / "result.json").read_text())
-    assert set(saved) == {"n", "metrics", "per_class", "subgroups"}
+    assert set(saved) == {"n", "metrics", "per_class", "subgroups", "fairness"}
     assert saved == {k: v for k, v in result.items() if k not in ("eval_id", "path")}
     assert saved["n"] == manifest.rows["test"] and list(saved["per_class"]) == manifest.label_set
     assert set(saved["subgroups"]["sex"]) == set(load_split(workspace, "notes", "test")["sex"])
@@ -116,7 +148,7 @@ def test_cli_prints_json_and_refuses_an_unknown_run(workspace, capsys):
     import_notes(workspace)
     assert medcore_main(["eval", "run", "minilm", "--dataset", "notes", "--resamples", "200", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"eval_id", "path", "n", "metrics", "per_class", "subgroups"}
+    assert set(printed) == {"eval_id", "path", "n", "metrics", "per_class", "subgroups", "fairness"}
     assert medcore_main(["eval", "run", "minilm", "--dataset", "notes", "--resamples", "200"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"accuracy\s+\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", out) and "result.json" in out

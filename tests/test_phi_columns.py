@@ -336,3 +336,48 @@ def test_not_phi_must_name_existing_non_text_columns(workspace):
         mapping = MAPPING.model_copy(update={"not_phi": not_phi})
         with pytest.raises(DatasetValidationError, match=message):
             import_dataset(workspace, planted_frame(), "notes", mapping)
+
+
+# A text pair (question pairs, NLI): the second text is a note like the first.
+
+
+def pair_frame() -> pd.DataFrame:
+    """The planted notes plus a second text, mostly too short to pass for free text, with the name in every sixth."""
+    frame = planted_frame()
+    frame["question2"] = [
+        f"Was {PLANTED['name']} seen again?" if i % 6 == 0 else "Any change since?" for i in range(len(frame))
+    ]
+    return frame
+
+
+def test_a_name_planted_in_the_second_text_is_redacted_as_text(workspace):
+    import_dataset(workspace, pair_frame(), "pairs", MAPPING.model_copy(update={"text_pair": "question2"}))
+    manifest = redact_dataset(workspace, "pairs")
+    text = all_output_text(workspace, manifest.name)
+    for value in (PLANTED["name"], "Zebediah", "Quixotewell"):
+        assert value not in text, "a name in the second text reached the output"
+    decision = {c["column"]: c for c in read_audit_log(workspace)[-1]["columns"]}["question2"]
+    assert (decision["action"], decision["kind"]) == ("redact", "text")  # by its role, not by a guess on values
+    assert read_redaction_report(workspace, manifest.name).text_fields == ["text", "question2"]
+    redacted = pd.concat(load_split(workspace, manifest.name, s) for s in SPLITS).set_index("source_row")
+    assert redacted.loc[2, "question2"] == "Any change since?" and redacted.loc[1, "question2"].startswith("Was ")
+    assert manifest.mapping.text_pair == "question2"
+    validate_spec(spec_for(manifest.name), workspace)  # the gate accepts it: both texts were redacted
+
+
+def test_the_gate_refuses_a_second_text_left_unredacted(workspace):
+    from medcore.data.manifest import dataset_dir
+    from medcore.phi.audit import append_audit_record
+    from medcore.phi.verify import REDACTION_KIND, dataset_content_hash
+
+    import_dataset(workspace, pair_frame(), "pairs", MAPPING.model_copy(update={"text_pair": "question2"}))
+    manifest = read_manifest(workspace, "pairs")
+    columns = [{"column": c, "action": "redact" if c == "text" else "keep"} for c in manifest.columns]
+    record = append_audit_record(
+        workspace, REDACTION_KIND, dataset="pairs", output_dataset="pairs", columns=columns,
+        content_hash=dataset_content_hash(dataset_dir(workspace, "pairs")),
+    )  # fmt: skip
+    edit_manifest(workspace, "pairs", status="redacted", audit_hash=record["hash"])
+    assert "column(s) question2 of 'pairs' are mapped as text but were not redacted" in gate_problem(
+        workspace, "pairs"
+    )

@@ -112,10 +112,11 @@ def certify_redacted(ws, name: str) -> DatasetManifest:
     (medcore.phi.verify) for the dataset's current files, and point its manifest at it."""
     from medcore.data.manifest import read_manifest
     from medcore.phi.audit import append_audit_record
+    from medcore.phi.columns import text_roles
     from medcore.phi.verify import REDACTION_KIND, dataset_content_hash
 
     manifest = read_manifest(ws, name)
-    texts = {manifest.mapping.text, manifest.mapping.prompt, manifest.mapping.response}
+    texts = set(text_roles(manifest.mapping))
     columns = [
         {"column": c, "action": "redact" if c in texts else "keep", "kind": "synthetic"} for c in manifest.columns
     ]

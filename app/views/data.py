@@ -48,6 +48,9 @@ def choose_mapping(frame, source_key: str) -> ColumnMapping:
     left, right = st.columns(2)
     with left:
         text = pick("Text", columns, guess.text, f"{k}-text", fields["text"].description)
+        text_pair = pick(
+            "Second text (pairs)", columns, guess.text_pair, f"{k}-text-pair", fields["text_pair"].description
+        )
         label = pick("Label", columns, guess.label, f"{k}-label", fields["label"].description)
         patient = pick("Patient id", columns, guess.patient_id, f"{k}-patient", fields["patient_id"].description)
         record = pick("Record id", columns, guess.id, f"{k}-id", fields["id"].description)
@@ -62,8 +65,8 @@ def choose_mapping(frame, source_key: str) -> ColumnMapping:
             "Not PHI", columns, default=guess.not_phi, key=f"{k}-not-phi", help=fields["not_phi"].description
         )
     return ColumnMapping(
-        text=text or "", label=label, id=record, patient_id=patient, subgroups=subgroups, prompt=prompt,
-        response=response, spans=spans, not_phi=not_phi,
+        text=text or "", text_pair=text_pair, label=label, id=record, patient_id=patient, subgroups=subgroups,
+        prompt=prompt, response=response, spans=spans, not_phi=not_phi,
     )  # fmt: skip
 
 

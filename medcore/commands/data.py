@@ -2,6 +2,7 @@
 
   medcore data import notes.csv --name notes --text-column text --label-column specialty \
       --subgroups sex,age_band --patient-id-column patient_id
+  medcore data import pairs.csv --name qpairs --text-column question1 --text-pair-column question2 --label-column label
   medcore data list
   medcore data show notes
 """
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("file", help="Upload file or folder (Hugging Face save_to_disk or a folder of data files).")
     imp.add_argument("--name", required=True, help="Dataset name: lower-case letters, digits, '_', '-', '.'.")
     imp.add_argument("--text-column", help="Column holding the note; guessed from names and values when omitted.")
+    imp.add_argument("--text-pair-column", help=ColumnMapping.model_fields["text_pair"].description)
     imp.add_argument("--label-column", help="Classification label column.")
     imp.add_argument("--id-column", help="Unique record id column (row numbers are used when absent).")
     imp.add_argument("--patient-id-column", help="Patient id column: keeps each patient's notes in one split.")
@@ -102,6 +104,7 @@ def _run_import(args: argparse.Namespace) -> int:
     split = _parse_split(args.split)
     frame = read_upload(args.file)
     roles = dict(
+        text_pair=args.text_pair_column,
         label=args.label_column,
         id=args.id_column,
         patient_id=args.patient_id_column,

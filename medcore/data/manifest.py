@@ -35,6 +35,11 @@ class ColumnMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     text: str = Field(description="Column holding the clinical note (or the answer context for QA).")
+    text_pair: str | None = Field(
+        None,
+        description="Second text column for pair classification: question pairs, NLI premise/hypothesis; the model "
+        "reads both, as the tokenizer's sentence pair.",
+    )
     label: str | None = Field(None, description="Classification target column.")
     id: str | None = Field(None, description="Record id column; row numbers are used when absent.")
     patient_id: str | None = Field(None, description="Patient id column: keeps a patient's notes in one split.")

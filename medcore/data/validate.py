@@ -84,6 +84,8 @@ def validate_dataset(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None
     problems: list[RowProblem] = []
     if _check_columns(df, mapping, task, report):
         _check_text(df, mapping.text, report, problems)
+        if mapping.text_pair:
+            _check_text(df, mapping.text_pair, report, problems, count_stats=False)
         if mapping.label:
             _check_labels(df, mapping.label, report, problems)
         if mapping.spans:
@@ -108,7 +110,8 @@ def validate_dataset(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None
 
 
 def _check_columns(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None, report: ValidationReport) -> bool:
-    roles = {"text": mapping.text, "label": mapping.label, "id": mapping.id, "patient_id": mapping.patient_id}
+    roles = {"text": mapping.text, "text_pair": mapping.text_pair, "label": mapping.label, "id": mapping.id}
+    roles |= {"patient_id": mapping.patient_id}
     roles |= {"prompt": mapping.prompt, "response": mapping.response, "spans": mapping.spans}
     roles |= {f"subgroup {c}": c for c in mapping.subgroups}
     roles |= {f"not-PHI {c}": c for c in mapping.not_phi}
@@ -125,10 +128,26 @@ def _check_columns(df: pd.DataFrame, mapping: ColumnMapping, task: Task | None, 
         report.errors.append("Task 'token-classification' needs a spans column: map one (e.g. --spans-column).")
     if task == "causal-lm" and bool(mapping.prompt) != bool(mapping.response):
         report.errors.append("Causal-LM fine-tuning needs both a prompt and a response column, or neither.")
-    texts = sorted({mapping.text, mapping.prompt, mapping.response} & set(mapping.not_phi))
+    _check_pair_role(mapping, task, report)
+    texts = sorted({mapping.text, mapping.text_pair, mapping.prompt, mapping.response} & set(mapping.not_phi))
     if texts:
         report.errors.append(f"Text column(s) {', '.join(texts)} cannot be marked not PHI: notes are always redacted.")
     return not missing
+
+
+def _check_pair_role(mapping: ColumnMapping, task: Task | None, report: ValidationReport) -> None:
+    """A second text is read only by classification (spans and prompts belong to one text)."""
+    if not mapping.text_pair:
+        return
+    if mapping.text_pair == mapping.text:
+        report.errors.append(
+            f"Column '{mapping.text}' is mapped as both the text and the second text: map the pair's other column."
+        )
+    if task not in (None, "classification"):
+        report.errors.append(
+            f"Task '{task}' reads one text; a second text column ('{mapping.text_pair}') is for pair "
+            "classification. Unmap the second text, or map a label column for classification."
+        )
 
 
 def _check_text(df: pd.DataFrame, column: str, report, problems: list[RowProblem], count_stats: bool = True) -> None:
@@ -281,6 +300,10 @@ PATIENT_NAMES = ("patient_id", "patient", "mrn", "subject_id", "person_id", "pid
 SUBGROUP_NAMES = ("sex", "gender", "age", "age_band", "age_group", "ethnicity", "race")
 PROMPT_NAMES = ("prompt", "instruction", "question", "input", "query")
 RESPONSE_NAMES = ("response", "answer", "output", "completion")
+# Pair datasets (Quora/MedQP question pairs, GLUE, NLI): the second text's name, and the first's when it has one.
+PAIR_NAMES = ("text_pair", "text_b", "text2", "text_2", "sentence2", "sentence_2", "question2", "question_2",
+              "hypothesis")  # fmt: skip
+PAIR_FIRST_NAMES = ("text_a", "text1", "text_1", "sentence1", "sentence_1", "question1", "question_1", "premise")
 
 
 def _by_name(columns: list[str], names: tuple[str, ...], taken: set[str]) -> str | None:
@@ -298,10 +321,14 @@ def suggest_mapping(df: pd.DataFrame) -> ColumnMapping:
     if not strings:
         raise MedcoreError(f"No text column found; columns are: {', '.join(columns)}. The upload needs notes.")
     taken: set[str] = set(nested)  # lists and records are never text, ids or labels
-    mean_len = {c: df[c].dropna().astype(str).str.len().mean() for c in strings}
-    text = _by_name(columns, TEXT_NAMES, taken) or max(strings, key=lambda c: mean_len.get(c) or 0)
+    pair = _by_name(strings, PAIR_NAMES, taken)
+    first = _by_name(columns, PAIR_FIRST_NAMES + TEXT_NAMES, taken | {pair}) if pair else None
+    text_pair = pair if first else None  # a pair needs a first text named as one: a lone "hypothesis" is the text
+    taken |= {text_pair} - {None}
+    mean_len = {c: df[c].dropna().astype(str).str.len().mean() for c in strings if c not in taken}
+    text = first or _by_name(columns, TEXT_NAMES, taken) or max(mean_len, key=lambda c: mean_len[c] or 0)
     taken.add(text)
-    found = {}
+    found = {"text_pair": text_pair}
     for role, names in (("id", ID_NAMES), ("patient_id", PATIENT_NAMES), ("prompt", PROMPT_NAMES)):
         found[role] = _by_name(columns, names, taken)
         taken |= {found[role]} - {None}

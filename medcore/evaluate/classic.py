@@ -6,8 +6,9 @@
     evaluator.calculate_clinical_accuracy()   # accuracy, and sensitivity / specificity per class, with CIs
 
 `test_dataset` is anything with a text and a label column: a Hugging Face Dataset, a pandas DataFrame or a list of
-dicts. Labels may be class ids or the model's label names (model.config.id2label). Predictions come from the same
-length-sorted batching as `medcore eval run`, and the metrics from the same bootstrap.
+dicts (pass `text_pair_column=` for pair classification: question pairs, NLI). Labels may be class ids or the model's
+label names (model.config.id2label). Predictions come from the same length-sorted batching as `medcore eval run`, and
+the metrics from the same bootstrap.
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ class ClinicalEvaluator:
         batch_size: int = 32,
         seed: int = 0,
         resamples: int = 1000,
+        text_pair_column: str | None = None,
     ):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
         self.texts, self.y_true = read_examples(test_dataset, text_column, label_column, self.labels)
+        # A pair task (question pairs, NLI): each text is scored with its pair, as the tokenizer's sentence pair.
+        self.pairs = read_texts(test_dataset, text_pair_column) if text_pair_column else None
         self.batch_size = batch_size
         self.config = BootstrapConfig(seed=seed, resamples=resamples)
         self._proba: np.ndarray | None = None
@@ -52,11 +56,13 @@ class ClinicalEvaluator:
             limit = getattr(self.tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
             positions = getattr(self.model.config, "max_position_embeddings", DEFAULT_MAX_LENGTH)
             self.tokenizer.model_max_length = min(limit if limit < 1e6 else DEFAULT_MAX_LENGTH, positions)
-            self._proba = class_probabilities(self.model, self.tokenizer, self.texts, self.batch_size)
+            self._proba = class_probabilities(
+                self.model, self.tokenizer, self.texts, self.batch_size, pairs=self.pairs
+            )
         return self._proba
 
     def evaluate_all_metrics(self) -> dict[str, Any]:
-        """{"n", "metrics", "per_class", "subgroups"}: every metric as {"value", "ci_low", "ci_high"}."""
+        """{"n", "metrics", "per_class", "subgroups", "fairness"}: every metric as {"value", "ci_low", "ci_high"}."""
         proba = self.predict_proba()
         predictions = Predictions(
             source="test_dataset",
@@ -85,11 +91,7 @@ def read_examples(dataset, text_column: str, label_column: str, labels: list[str
     Raises:
         MedcoreError: a missing column (with the ones there are), or a label the model does not have (by row).
     """
-    rows = dataset.to_dict("records") if hasattr(dataset, "to_dict") and not hasattr(dataset, "features") else dataset
-    columns = getattr(dataset, "column_names", None) or (list(rows[0]) if len(rows) else [])
-    for column in (text_column, label_column):
-        if column not in columns:
-            raise MedcoreError(f"test_dataset has no column '{column}'; columns are: {', '.join(map(str, columns))}.")
+    rows = checked_rows(dataset, (text_column, label_column))
     texts = [str(example[text_column] or "") for example in rows]
     index = {name: i for i, name in enumerate(labels)}
     codes = []
@@ -105,3 +107,18 @@ def read_examples(dataset, text_column: str, label_column: str, labels: list[str
             )
         codes.append(code)
     return texts, np.asarray(codes, dtype=np.int64)
+
+
+def read_texts(dataset, column: str) -> list[str]:
+    """One text column of a Dataset, DataFrame or list of dicts (a missing value reads as "")."""
+    return [str(example[column] or "") for example in checked_rows(dataset, (column,))]
+
+
+def checked_rows(dataset, needed: tuple[str, ...]):
+    """The examples, indexable as dicts, once the `needed` columns are checked (MedcoreError naming any missing)."""
+    rows = dataset.to_dict("records") if hasattr(dataset, "to_dict") and not hasattr(dataset, "features") else dataset
+    columns = getattr(dataset, "column_names", None) or (list(rows[0]) if len(rows) else [])
+    for column in needed:
+        if column not in columns:
+            raise MedcoreError(f"test_dataset has no column '{column}'; columns are: {', '.join(map(str, columns))}.")
+    return rows

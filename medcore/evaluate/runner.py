@@ -28,7 +28,7 @@ from medcore.evaluate.results import write_eval
 from medcore.evaluate.subgroups import score_predictions
 from medcore.fileio import sha256_files
 from medcore.jobs.state import find_run
-from medcore.models import REGISTRY_NAMES, load_model, load_tokenizer, resolve_model_path
+from medcore.models import PAIR_TRUNCATION, REGISTRY_NAMES, load_model, load_tokenizer, resolve_model_path
 from medcore.rundir import ADAPTER_CONFIG, RunDir
 from medcore.train.spec import RunSpec, load_spec
 from medcore.workspace import Workspace
@@ -209,11 +209,14 @@ def build_network(source: ModelSource, head: list[str], ws: Workspace):
         ) from None
 
 
-def class_probabilities(net, tokenizer, texts: list[str], batch_size: int, progress: Progress | None = None):
+def class_probabilities(
+    net, tokenizer, texts: list[str], batch_size: int, progress: Progress | None = None, pairs: list[str] | None = None
+):
     """(n, classes) softmax probabilities in the texts' order; batches of similar length, so little padding.
 
     Tokenised once (right-padded to the longest text); each batch is a slice cut to its longest member, so the hot
-    loop does no per-example Python work. `progress(done, total)` is called after each batch.
+    loop does no per-example Python work. `progress(done, total)` is called after each batch. With `pairs`, each
+    (text, pair) is scored as the tokenizer's sentence pair, truncated and segmented as training encodes it.
     """
     import torch
 
@@ -222,22 +225,26 @@ def class_probabilities(net, tokenizer, texts: list[str], batch_size: int, progr
         return out
     encoded = tokenizer(
         texts,
-        truncation=True,
+        pairs,
+        truncation=PAIR_TRUNCATION if pairs is not None else True,
         max_length=tokenizer.model_max_length,
         padding=True,
         padding_side="right",
         return_tensors="np",
     )
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    # Segment ids only for pairs, as training passes them: a single text's are all 0, the model's default.
+    segments = encoded.get("token_type_ids") if pairs is not None else None
     lengths = mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             width = int(lengths[rows[0]])
-            logits = net(
-                input_ids=torch.from_numpy(ids[rows, :width]), attention_mask=torch.from_numpy(mask[rows, :width])
-            ).logits
+            inputs = {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width]}
+            if segments is not None:
+                inputs["token_type_ids"] = segments[rows, :width]
+            logits = net(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits
             out[rows] = torch.softmax(logits.double(), dim=-1).numpy()  # float64: rows sum to 1 within 1e-12
             if progress is not None:
                 progress(start + len(rows), len(order))
@@ -271,7 +278,9 @@ def predict_frame(
     net, tokenizer, head = loaded
     check_same_labels(head, labels, f"Model '{model}'", manifest.name)
     texts = frame[manifest.mapping.text].fillna("").astype(str).tolist()
-    proba = class_probabilities(net, tokenizer, texts, batch_size, progress)[
+    pair = manifest.mapping.text_pair
+    pairs = frame[pair].fillna("").astype(str).tolist() if pair else None
+    proba = class_probabilities(net, tokenizer, texts, batch_size, progress, pairs)[
         :, [head.index(label) for label in labels]
     ]
     columns: dict[str, Any] = {

@@ -119,7 +119,9 @@ def check_overrides(
 
 
 def text_roles(mapping: ColumnMapping) -> list[str]:
-    return list(dict.fromkeys(c for c in (mapping.text, mapping.prompt, mapping.response) if c))
+    """The mapped text columns (note, second text of a pair, prompt, response): always redacted as notes are."""
+    roles = (mapping.text, mapping.text_pair, mapping.prompt, mapping.response)
+    return list(dict.fromkeys(c for c in roles if c))
 
 
 def decide_columns(

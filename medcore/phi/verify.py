@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from medcore.fileio import sha256_files
 from medcore.phi.audit import read_audit_log, verify_audit_log
+from medcore.phi.columns import text_roles
 from medcore.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -76,8 +77,7 @@ def verify_redaction(ws: Workspace, name: str, manifest: DatasetManifest | None 
         )
         return refuse(f"{what}: re-imported, overwritten or edited)", name, manifest, record)
     redacted = {c.get("column") for c in record["columns"] if c.get("action") == "redact"}
-    unredacted = [c for c in (manifest.mapping.text, manifest.mapping.prompt, manifest.mapping.response) if c]
-    unredacted = [c for c in unredacted if c not in redacted]
+    unredacted = [c for c in text_roles(manifest.mapping) if c not in redacted]
     if unredacted:
         what = f"column(s) {', '.join(unredacted)} of '{name}' are mapped as text but were not redacted in its run"
         return refuse(f"{what} (mapping edited?)", name, manifest, record)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medcore.models import PAIR_TRUNCATION
 from medcore.token_windows import IGNORE, as_span, bio_tags, default_stride, encode_windows, window_labels
 
 GROUP_FACTOR = (
@@ -27,6 +28,7 @@ class Unit:
     labels: list[int] | int  # token labels (causal LM, token classification) or class index (classification)
     position_ids: list[int] | None = None  # restart at 0 per packed example: attention stays within each example
     targets: int = 1  # tokens (or samples) the loss is averaged over
+    token_type_ids: list[int] | None = None  # a pair's segments (0: first text, 1: second) if the tokenizer has them
 
     @property
     def length(self) -> int:
@@ -34,11 +36,25 @@ class Unit:
 
 
 def tokenize_classification(
-    texts: list[str], labels: list[str], label_set: list[str], tokenizer, max_length: int
+    texts: list[str],
+    labels: list[str],
+    label_set: list[str],
+    tokenizer,
+    max_length: int,
+    pairs: list[str] | None = None,
 ) -> list[Unit]:
+    """One unit per example; with `pairs`, each (text, pair) is encoded as the tokenizer's sentence pair
+    ([CLS] text [SEP] pair [SEP] for BERT), with its segment ids when the tokenizer returns them."""
     index = {label: i for i, label in enumerate(label_set)}
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
-    return [Unit(ids, index[str(label)]) for ids, label in zip(encoded, labels, strict=True)]
+    if pairs is None:
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+        return [Unit(ids, index[str(label)]) for ids, label in zip(encoded["input_ids"], labels, strict=True)]
+    encoded = tokenizer(list(texts), list(pairs), truncation=PAIR_TRUNCATION, max_length=max_length)
+    types = encoded.get("token_type_ids") or [None] * len(labels)
+    return [
+        Unit(ids, index[str(label)], token_type_ids=segments)
+        for ids, segments, label in zip(encoded["input_ids"], types, labels, strict=True)
+    ]
 
 
 def tokenize_spans(
@@ -150,6 +166,11 @@ def collate(units: list[Unit], pad_id: int, task: str) -> dict:
         for row, unit in enumerate(units):
             labels[row, : unit.length] = torch.tensor(unit.labels)
         batch["labels"] = labels
+    if units[0].token_type_ids is not None:
+        segments = torch.zeros((len(units), width), dtype=torch.long)
+        for row, unit in enumerate(units):
+            segments[row, : unit.length] = torch.tensor(unit.token_type_ids)
+        batch["token_type_ids"] = segments
     if units[0].position_ids is not None:
         # Packed rows: no attention mask, so transformers derives a block-diagonal mask from the restarts.
         # Padding gets its own positions from 0 and so forms a separate, masked-out "example".
@@ -228,9 +249,9 @@ def load_units(spec, ws, tokenizer, split: str, label_set: list[str]) -> list[Un
         return []
     if spec.task == "classification":
         texts = frame[mapping.text].fillna("").astype(str).tolist()
-        return tokenize_classification(
-            texts, frame[mapping.label].astype(str).tolist(), label_set, tokenizer, spec.max_length
-        )
+        pairs = frame[mapping.text_pair].fillna("").astype(str).tolist() if mapping.text_pair else None
+        labels = frame[mapping.label].astype(str).tolist()
+        return tokenize_classification(texts, labels, label_set, tokenizer, spec.max_length, pairs)
     if spec.task == "token-classification":
         texts = frame[mapping.text].fillna("").astype(str).tolist()
         spans = [list(v) if v is not None else [] for v in frame[mapping.spans]]

@@ -96,7 +96,8 @@ def build_engine(job: Job, model) -> None:
 def forward_loss(job: Job, batch: dict) -> tuple[torch.Tensor, Any]:
     """Summed cross-entropy of a micro-batch (the caller normalises by the step's global target count)."""
     device = job.ctx.device
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    keys = ("input_ids", "attention_mask", "position_ids", "token_type_ids")
+    inputs = {k: batch[k].to(device) for k in keys if k in batch}
     labels = batch["labels"].to(device)
     if job.spec.task == "classification":
         logits = job.engine(**inputs).logits.float()

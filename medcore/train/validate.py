@@ -79,8 +79,9 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[st
         problems.append(str(exc).rstrip("."))
         return None
     mapping = manifest.mapping
+    pair = {"text_pair": mapping.text_pair} if mapping.text_pair else {}  # optional, but must exist when mapped
     roles = {
-        "classification": {"text": mapping.text, "label": mapping.label},
+        "classification": {"text": mapping.text, **pair, "label": mapping.label},
         "token-classification": {"text": mapping.text, "spans": mapping.spans},
     }.get(spec.task, {"prompt": mapping.prompt, "response": mapping.response})
     columns = ", ".join(c for c in manifest.columns if c != "source_row")
