@@ -320,3 +320,12 @@ def test_cli_imports_a_pair_dataset(workspace, tmp_path, capsys):
     assert "question2" in load_split(workspace, "qpairs", "train").columns
     assert main([*args, "--text-pair-column", "question3", "--label-column", "label", "--name", "bad"]) == 1
     assert "Column 'question3' (mapped as text_pair) not found" in capsys.readouterr().err
+
+
+def test_cli_roles_given_without_a_text_column_win_over_the_guess(workspace, tmp_path, capsys):
+    path = tmp_path / "notes.csv"
+    make_notes(60).assign(outcome=lambda f: f["label"]).to_csv(path, index=False)
+    args = ["data", "import", str(path), "--name", "notes", "--label-column", "outcome", "--subgroups", "sex"]
+    assert main(args) == 0, capsys.readouterr().err
+    mapping = json.loads((dataset_dir(workspace, "notes") / "manifest.json").read_text())["mapping"]
+    assert mapping["text"] == "text" and mapping["label"] == "outcome" and mapping["subgroups"] == ["sex"]

@@ -113,11 +113,13 @@ def _run_import(args: argparse.Namespace) -> int:
         response=args.response_column,
         spans=args.spans_column,
     )
+    given = {role: value for role, value in roles.items() if value}
     if args.text_column:
         mapping = ColumnMapping(text=args.text_column, **roles)
-    else:
-        mapping = suggest_mapping(frame)
-        print(f"guessed mapping (pass --text-column etc. to change it): {mapping.model_dump(exclude_defaults=True)}")
+    else:  # guess the roles not given; a role given on the command line always wins over the guess
+        mapping = suggest_mapping(frame).model_copy(update=given)
+        print(f"mapping (guessed where not given; pass --text-column etc. to change it): "
+              f"{mapping.model_dump(exclude_defaults=True)}")  # fmt: skip
     manifest = import_dataset(
         get_workspace(), frame, args.name, mapping, task=args.task, split=split, seed=args.seed,
         source_file=Path(args.file).name, overwrite=args.overwrite,
