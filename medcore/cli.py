@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medcore.commands.eval",
         "Clinical metrics with 95% confidence intervals: of a model on a split (eval run) or of predictions (eval metrics).",
     ),
+    "serve": (
+        "medcore.commands.serve",
+        "Serve a model and its LoRA adapters over the OpenAI protocol (embedded or vLLM); list and stop servers.",
+    ),
 }
 
 

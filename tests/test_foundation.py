@@ -161,8 +161,10 @@ def third_party_imports(*folders: str) -> set[str]:
                     found |= {a.name.split(".")[0] for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     found.add(node.module.split(".")[0])
-    local = {"medcore", "app", "components", "services", "views", "conftest", "phi_cv", "app_helpers", "polling"}
-    local |= {"train_datasets"}
+    # MedCore itself, and the console's and the tests' own modules (imported by file name from their folder)
+    local = {"medcore", "app", "views", "phi_cv"} | {
+        p.stem for folder in ("app", "tests") for p in (ROOT / folder).glob("*.py")
+    }
     return {m for m in found - local if m not in sys.stdlib_module_names}
 
 

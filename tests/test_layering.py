@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"train"},
     {"jobs"},
     {"evaluate"},
+    {"serve"},
     {"doctor"},
     {"commands"},
     {"cli", "__main__"},
