@@ -68,3 +68,26 @@ def test_a_killed_job_reads_failed(workspace):
     status = wait_for(lambda: finished(workspace, job_id), timeout=30, what="the killed job to settle")
     assert status["state"] == "failed" and "ended without a result" in status["error"]
     assert not list(workspace.evals.glob("eval-*"))
+
+
+@pytest.mark.slow
+def test_cli_detach_then_status_until_done(workspace, capsys):
+    import json
+
+    from medcore.cli import main
+
+    import_notes(workspace)
+    args = ["eval", "run", "minilm", "--dataset", "notes", "--resamples", "200", "--detach", "--json"]
+    assert main(args) == 0
+    job_id = json.loads(capsys.readouterr().out)["job_id"]
+
+    def status_code():
+        code = main(["eval", "status", job_id, "--json"])
+        return None if code == 3 else ("ended", code)
+
+    assert wait_for(status_code, timeout=180, what="the detached eval") == ("ended", 0)
+    status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status["state"] == "completed" and len(status["eval_ids"]) == 1
+    assert (workspace.evals / status["eval_ids"][0] / "result.json").exists()
+    assert main(["eval", "status", "eval-nope"]) == 1
+    assert "No evaluation job 'eval-nope'" in capsys.readouterr().err

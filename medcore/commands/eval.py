@@ -2,6 +2,7 @@
 
 medcore eval run RUN_ID --dataset notes-redacted [--split test] [--batch-size 32] [--seed 0] [--resamples 1000] [--json]
 medcore eval run RUN_ID --dataset notes-redacted --compare OTHER_RUN_ID [--compare minilm ...] [--json]
+medcore eval run RUN_ID --dataset notes-redacted --detach   # a detached job; then: medcore eval status JOB_ID
 medcore eval metrics preds.csv --label-column y_true --pred-column y_pred
 medcore eval metrics preds.parquet --label-column y_true --pred-column y_pred --proba-prefix p_ \\
     --subgroups sex,age_band --seed 0 --resamples 1000 --json
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from medcore.errors import MedcoreError, describe_validation_error
 from medcore.evaluate.bootstrap import SMALL_CELL, BootstrapConfig, Estimate
 from medcore.evaluate.compare import LOWER_IS_BETTER, CompareRunConfig, compare_models
+from medcore.evaluate.job import evaluation_status, start_evaluation
 from medcore.evaluate.metrics import HEADLINE, PER_CLASS
 from medcore.evaluate.predictions import PredictionColumns, read_predictions
 from medcore.evaluate.results import COMPARISON, PREDICTIONS, RESULT
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=boot["resamples"].default, help=boot["resamples"].description)
     p.add_argument("--json", action="store_true", help="Print one JSON object instead of tables.")
     add_review_arguments(sub.add_parser("review", help="Blinded clinician review of two models' outputs."))
+    p = sub.add_parser("status", help="State and progress of an evaluation job started with `eval run --detach`.")
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--json", action="store_true", help="Print the status as one JSON object.")
 
 
 def add_review_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +95,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=fields["resamples"].default, help=described("resamples"))
     p.add_argument("--compare", action="append", metavar="OTHER", help=described("compare"))
     p.add_argument("--json", action="store_true", help="Print one JSON object instead of a summary.")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="Run as a detached job and print its id at once; follow it with `medcore eval status JOB_ID`.",
+    )
 
 
 def settings(args: argparse.Namespace) -> tuple[PredictionColumns, BootstrapConfig]:
@@ -110,10 +120,14 @@ def settings(args: argparse.Namespace) -> tuple[PredictionColumns, BootstrapConf
 def run(args: argparse.Namespace) -> int:
     if args.action == "review":
         return run_review(args)
+    if args.action == "status":
+        return show_job(args)
     return run_model(args) if args.action == "run" else score_file(args)
 
 
 def run_model(args: argparse.Namespace) -> int:
+    if args.detach:
+        return detach(args)
     if args.compare:
         return run_comparison(args)
     options = {name: getattr(args, name) for name in EvalRunConfig.model_fields}
@@ -123,6 +137,30 @@ def run_model(args: argparse.Namespace) -> int:
     else:
         print_summary(result, args)
     return 0
+
+
+def detach(args: argparse.Namespace) -> int:
+    options = {name: getattr(args, name) for name in EvalRunConfig.model_fields if name not in ("model", "dataset")}
+    job_id = start_evaluation(get_workspace(), args.model, args.dataset, compare=args.compare, **options)
+    print(json.dumps({"job_id": job_id}) if args.json else f"started {job_id}: `medcore eval status {job_id}`")
+    return 0
+
+
+def show_job(args: argparse.Namespace) -> int:
+    """Exit 0 when completed, 1 when failed, 3 while queued or running (scripts can poll on it)."""
+    status = evaluation_status(get_workspace(), args.job_id)
+    state = status.get("state")
+    if args.json:
+        fields = ("state", "done", "total", "model", "eval_ids", "error")
+        print(json.dumps({key: status.get(key) for key in fields}))
+    else:
+        done, total = status.get("done") or 0, status.get("total") or 0
+        print(f"{args.job_id}: {state}, {done:,} of {total:,} examples scored")
+        if status.get("eval_ids"):
+            print(f"evals: {', '.join(status['eval_ids'])} (`medcore eval run` folders under evals/)")
+        if status.get("error"):
+            print(f"error: {status['error']}")
+    return {"completed": 0, "failed": 1}.get(state, 3)
 
 
 def print_summary(result: dict, args: argparse.Namespace) -> None:

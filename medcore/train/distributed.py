@@ -100,5 +100,14 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    if dist.is_initialized():
+    """Leave the process group through DeepSpeed once it adopted it: DeepSpeed caches groups (its clone of the
+    world) and forgets them only when it destroys the group itself. A second job in the same process (a notebook,
+    the test suite) would otherwise broadcast over a destroyed group ("Group ... is not registered")."""
+    if not dist.is_initialized():
+        return
+    import deepspeed.comm
+
+    if deepspeed.comm.is_initialized():
+        deepspeed.comm.destroy_process_group()
+    else:
         dist.destroy_process_group()
