@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -10,6 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# MedCore's secrets (the audit key, the users file) live outside the workspace, by default in ~/.config/medcore:
+# the tests, and the jobs they start, keep theirs in a folder of their own instead of the user's home.
+os.environ.setdefault("MEDCORE_CONFIG_DIR", tempfile.mkdtemp(prefix="medcore-test-config-"))
 
 
 @pytest.fixture

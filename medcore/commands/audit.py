@@ -1,7 +1,8 @@
-"""`medcore audit`: show or verify the hash-chained PHI audit log of the workspace.
+"""`medcore audit`: show, verify or seal the HMAC-signed audit log of the workspace.
 
-medcore audit verify          # exit 1 and list every edited or deleted record
+medcore audit verify          # exit 1 and list every edited, deleted or missing record (and a wrong or missing key)
 medcore audit show --last 5   # one line per record (counts and hashes only: the log holds no PHI)
+medcore audit seal            # sign a log written before HMAC chaining, once, after checking it
 """
 
 from __future__ import annotations
@@ -16,23 +17,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="Print the records, oldest first.")
     show.add_argument("--last", type=int, default=20, help="Only the last N records (0: all).")
     show.add_argument("--json", action="store_true", help="Print the records as JSON lines.")
-    sub.add_parser("verify", help="Recompute the hash chain; exit 1 if any record was edited or deleted.")
+    sub.add_parser(
+        "verify",
+        help="Check every signature, link, the head, the checkpoints and the records datasets and runs cite; "
+        "exit 1 on any problem.",
+    )
+    sub.add_parser("seal", help="Sign every record of a log written before HMAC chaining (its plain chain intact).")
 
 
 def run(args: argparse.Namespace) -> int:
-    from medcore.phi.audit import log_path, read_audit_log, verify_audit_log
+    from medcore.access.actor import local_admin
+    from medcore.phi.audit import log_path, read_audit_log, seal_audit_log, verify_audit_log
     from medcore.workspace import get_workspace
 
     ws = get_workspace()
     if args.action == "verify":
-        result = verify_audit_log(ws)
-        if result.ok:
-            print(f"Audit log OK: {result.records} records, chain intact (head {result.head_hash[:16]}...).")
-            return 0
-        print(f"Audit log {log_path(ws)} FAILED verification ({len(result.problems)} problems):")
-        for problem in result.problems:
-            print(f"  - {problem}")
-        return 1
+        return print_verification(verify_audit_log(ws), log_path(ws))
+    if args.action == "seal":
+        sealed = seal_audit_log(ws, local_admin())
+        print(f"Signed {sealed} pre-HMAC records." if sealed else "Nothing to seal: every record is signed already.")
+        return 0
     records = read_audit_log(ws)
     shown = records[-args.last :] if args.last else records
     if not records:
@@ -44,7 +48,24 @@ def run(args: argparse.Namespace) -> int:
         when = dt.datetime.fromtimestamp(record.get("time", 0)).isoformat(timespec="seconds")
         what = record.get("dataset") or record.get("input") or ""
         counts = ", ".join(f"{k} {v}" for k, v in sorted((record.get("counts") or {}).items()))
+        who = f"{record.get('user')} ({record['role']})" if record.get("role") else record.get("user")
+        outcome = f" {record['outcome']}" if record.get("outcome") else ""
         print(
-            f"#{record.get('seq')} {when} {record.get('user')} {record.get('kind')} {what} [{counts}] {record.get('hash', '')[:12]}"
+            f"#{record.get('seq')} {when} {who} {record.get('kind')}{outcome} {what} [{counts}] {record.get('hash', '')[:12]}"
         )
     return 0
+
+
+def print_verification(result, path) -> int:
+    for note in result.notes:
+        print(f"Repaired: {note}.")
+    if result.ok:
+        print(
+            f"Audit log OK: {result.records} records, signatures and chain intact, {result.checkpoints} checkpoints, "
+            f"every cited record present (head {result.head_hash[:16]}..., key {result.key_id or 'none yet'})."
+        )
+        return 0
+    print(f"Audit log {path} FAILED verification ({len(result.problems)} problems):")
+    for problem in result.problems:
+        print(f"  - {problem}")
+    return 1
