@@ -200,3 +200,34 @@ def test_a_runs_adapter_is_merged_into_its_base(workspace):
     import_notes(workspace, "relabelled", labels=["urgent", "routine", "cardiology"] * 20)
     with pytest.raises(MedcoreError, match=r"predicts the classes cardiology, .*'relabelled' has the labels .*urgent"):
         predict_split(rd.run_id, workspace, "relabelled")
+
+
+def test_the_cls_only_last_layer_gives_the_models_own_logits():
+    """Padding, pairs with segment ids, and a fine-tuned-looking head: the same logits as net(...) to 1e-5."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForSequenceClassification,
+    )
+
+    from medcore.evaluate.cls_forward import cls_logits, supports_cls_forward
+    from medcore.models import minilm_path
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    net = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=3).eval()
+    assert supports_cls_forward(net)
+    texts = [note[: 40 * (i + 1)] for i, note in enumerate(demo_notes()["text"].head(6))]
+    pairs = list(reversed(texts))
+    for encoded in (
+        tokenizer(texts, padding=True, return_tensors="pt"),
+        tokenizer(texts, pairs, padding=True, truncation="longest_first", max_length=96, return_tensors="pt"),
+    ):
+        with torch.inference_mode():
+            expected = net(**encoded).logits
+            got = cls_logits(net, encoded["input_ids"], encoded["attention_mask"], encoded.get("token_type_ids"))
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    llama = LlamaForSequenceClassification(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
+                                                       num_hidden_layers=1, num_attention_heads=2, num_labels=2))  # fmt: skip
+    assert not supports_cls_forward(llama)

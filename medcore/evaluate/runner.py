@@ -23,6 +23,7 @@ from medcore import __version__
 from medcore.data.manifest import DatasetManifest, load_split, read_manifest
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig
+from medcore.evaluate.cls_forward import cls_logits, supports_cls_forward
 from medcore.evaluate.predictions import Predictions, subgroup_values
 from medcore.evaluate.results import write_eval
 from medcore.evaluate.subgroups import score_predictions
@@ -237,6 +238,7 @@ def class_probabilities(
     segments = encoded.get("token_type_ids") if pairs is not None else None
     lengths = mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
+    cls_only = supports_cls_forward(net)  # a BERT head reads [CLS] only: its last layer runs for that position
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -244,7 +246,8 @@ def class_probabilities(
             inputs = {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width]}
             if segments is not None:
                 inputs["token_type_ids"] = segments[rows, :width]
-            logits = net(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits
+            tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+            logits = cls_logits(net, **tensors) if cls_only else net(**tensors).logits
             out[rows] = torch.softmax(logits.double(), dim=-1).numpy()  # float64: rows sum to 1 within 1e-12
             if progress is not None:
                 progress(start + len(rows), len(order))
