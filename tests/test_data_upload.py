@@ -125,12 +125,36 @@ def test_bad_encoding_empty_and_unsupported(tmp_path):
 def test_malformed_csv_json_and_parquet(tmp_path):
     ragged = f'id,text\n1,ok\n2,"{CANARY}",extra,fields\n'.encode()
     message = _error(ragged, "notes.csv")
-    assert "line 3" in message and "well-formed CSV" in message
+    assert "row 2 (line 3) has 4" in message and "header's 2" in message and CANARY not in message
     message = _error(f'[{{"text": "{CANARY}"}}, oops]'.encode(), "notes.json")
     assert "not valid JSON" in message and "line 1" in message
     assert "list of records" in _error(b'{"text": "x"}', "notes.json")
     assert "record 2" in _error(b'[{"a": 1}, 5]', "notes.json")
     assert "Parquet" in _error(f"{CANARY} PAR1 garbage".encode(), "notes.parquet")
+
+
+def test_broken_csvs_name_their_rows_instead_of_importing_shifted_data():
+    """pandas pads a short row and lets an unclosed quote eat the records after it; the import must refuse both."""
+    short = f"id,note,label\n1,{CANARY} fine,a\n2,{CANARY} short\n3,ok,b\n".encode()
+    message = _error(short, "notes.csv")
+    assert "row 2 (line 3) has 2" in message and CANARY not in message
+    swallowed = "id,note,label,sex\n" + f'1,"{CANARY},a,F\n' + "".join(f"{i},n,b,M\n" for i in range(2, 6))
+    swallowed += '6,end",a,F\n7,ok,b,M\n'
+    message = _error(swallowed.encode(), "notes.csv")
+    assert "row 1 (lines 2-7)" in message and "never closed" in message and CANARY not in message
+    unclosed = f'id,note,label\n1,ok,a\n2,"{CANARY},b\n3,ok,a\n'.encode()
+    message = _error(unclosed, "notes.csv")
+    assert "starts on line 3, row 2" in message and CANARY not in message
+
+
+def test_quoted_notes_with_line_breaks_and_separators_still_import():
+    text = 'id,note,label\n1,"BP 120/80, HR 72\nafebrile, a&o x3\nplan: d/c",a\n2,"He said ""fine"", ok",b\n3,5\'10" tall,a\n'
+    frame = read_upload(text.encode(), "notes.csv")
+    assert (
+        frame.shape == (3, 3)
+        and frame.loc[0, "note"].count("\n") == 2
+        and frame.loc[1, "note"] == 'He said "fine", ok'
+    )
 
 
 def test_size_limit(monkeypatch, notes, tmp_path):

@@ -14,6 +14,7 @@ from typing import IO
 
 import pandas as pd
 
+from medcore.data.csv_check import check_csv_structure
 from medcore.errors import MedcoreError
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # the console's upload limit; bigger sets belong in a folder import
@@ -181,6 +182,7 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def _read_csv(text: str, name: str, sep: str) -> pd.DataFrame:
+    check_csv_structure(text, name, sep)
     try:
         return pd.read_csv(io.StringIO(text), sep=sep)
     except pd.errors.EmptyDataError:
