@@ -507,3 +507,145 @@ def export_preferences(review_id: str) -> bytes:
     from medcore.evaluate.review_summary import export_preferences as export
 
     return export(open_review(workspace(), review_id)).read_bytes()
+
+
+# ---- chat and serving ---------------------------------------------------------------------------
+
+
+def list_servers() -> list:
+    """The workspace's managed servers (ServerInfo), newest first; a process found gone is listed dead."""
+    from medcore.serve.manage import list_servers as servers
+
+    return servers(workspace())
+
+
+def stop_server(name: str):
+    """Stop managed server `name` (SIGTERM, then SIGKILL after a grace period)."""
+    from medcore.serve.manage import stop_server as stop
+
+    return stop(name, workspace())
+
+
+def servable_models() -> list[str]:
+    """What a chat server can be started for: the registry's causal LMs, then completed causal-lm runs."""
+    from medcore.serve.launch import servable_models as models
+
+    return models(workspace())
+
+
+def servable_run(run_id: str) -> bool:
+    """Whether the Chat page can serve this run (a completed causal-lm run with an adapter)."""
+    from medcore.serve.launch import servable_run as servable
+
+    return servable(run_id, workspace())
+
+
+def env_api_key() -> str | None:
+    """The key sent to managed servers ($MEDCORE_SERVE_API_KEY, the one they start with), never shown."""
+    from medcore.serve.launch import env_api_key as key
+
+    return key()
+
+
+@st.cache_resource(show_spinner=False)
+def _serve_requests() -> dict[str, dict[str, Any]]:
+    """Serve requests of this console process by id: model, done, served (ServedModel) or error."""
+    return {}
+
+
+def _serve_in_background(request: dict[str, Any], root: str) -> None:
+    from medcore.errors import MedcoreError
+    from medcore.serve.launch import serve_model as serve
+
+    try:
+        request["served"] = serve(request["model"], get_workspace(root))
+    except MedcoreError as exc:
+        request["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - reported on the page as ui.guard does: the type, never the message
+        import traceback
+
+        logging.getLogger("medcore.console").error(
+            "Serving failed with %s:\n%s", type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
+        )
+        request["error"] = f"Serving failed unexpectedly ({type(exc).__name__}); see the console's server log."
+    finally:
+        request["done"] = True
+
+
+def serve_model(model: str) -> str:
+    """Serve `model` (tiny-llama or a servable run id) on a managed server: a running server of its base is reused
+    (a run's adapter loaded into it), else one is started. A start waits for the server's /health (seconds on CPU,
+    minutes for vLLM), so it runs in a thread, never in a script run; returns the id to poll with serve_progress."""
+    import uuid
+
+    request_id = uuid.uuid4().hex[:12]
+    request = _serve_requests()[request_id] = {"model": model, "done": False, "served": None, "error": None}
+    threading.Thread(
+        target=_serve_in_background, args=(request, str(workspace().root)), name="medcore-serve-start", daemon=True
+    ).start()
+    return request_id
+
+
+def serve_progress(request_id: str) -> dict[str, Any] | None:
+    """A serve request's state (model, done, served, error); None when this console process did not start it."""
+    return _serve_requests().get(request_id)
+
+
+def list_models(url: str, api_key: str | None = None) -> list[str]:
+    """The model names an OpenAI-compatible server serves (asked each time: adapters come and go)."""
+    from medcore.serve.client import list_models as models
+
+    return models(url, api_key)
+
+
+def stream_chat(url: str, model: str, messages: list[dict[str, str]], **options: Any):
+    """The answer's text pieces as the server streams them (api_key, temperature, max_tokens as options)."""
+    from medcore.serve.client import stream_chat as stream
+
+    return stream(url, model, messages, **options)
+
+
+def guard_prompt(system: str, prompt: str, guard: bool):
+    """GuardedPrompt: the system prompt and prompt as they will be sent (PHI masked when `guard`) and the counts."""
+    from medcore.serve.chat import prepare_prompt
+
+    _detector_warmup().join()  # the warm-up loads spaCy and Presidio once; the guard then reuses them
+    return prepare_prompt(system, prompt, guard)
+
+
+def messages_for(turns: list[dict[str, Any]], model: str, system: str) -> list[dict[str, str]]:
+    """The messages sent to `model`: the system prompt, the user turns and this model's own earlier answers."""
+    from medcore.serve.chat import messages_for as build
+
+    return build(turns, model, system)
+
+
+def new_chat_id() -> str:
+    from medcore.serve.transcripts import new_chat_id as new_id
+
+    return new_id()
+
+
+def save_transcript(chat_id: str, role: str, content: str, model: str | None = None) -> None:
+    """Append a turn to the chat's transcript; the store masks PHI in it first, whatever the page's guard setting."""
+    from medcore.serve.transcripts import append_turn
+
+    append_turn(chat_id, role, content, model=model, ws=workspace())
+
+
+def export_transcript(chat_id: str) -> bytes:
+    """The chat's stored (PHI-masked) transcript as JSONL bytes, one turn a line."""
+    import json
+
+    from medcore.serve.transcripts import read_transcript
+
+    return "".join(json.dumps(turn) + "\n" for turn in read_transcript(chat_id, workspace())).encode()
+
+
+def send_pairs_to_review(pairs: list[dict[str, str]], name: str):
+    """A new blinded review of side-by-side answers (prompt, model_a, output_a, model_b, output_b each); the text is
+    PHI-masked and the model names sealed until the review is closed. A name holding a model name is refused."""
+    from medcore.evaluate.review_sources import create_review_from_pairs, review_config, review_pair
+
+    config = review_config(name=name.strip() or None)
+    return create_review_from_pairs(workspace(), [review_pair(**pair) for pair in pairs], config)

@@ -21,9 +21,3 @@ def test_page_renders_without_error(workspace, page):
     assert not at.exception, at.exception
     assert at.title[0].value.lower() == page.lower() or page == "phi" and at.title[0].value == "PHI"
     assert not at.error, [e.value for e in at.error]
-
-
-@pytest.mark.parametrize("page", ["chat"])
-def test_placeholders_say_what_they_will_do(workspace, page):
-    at = open_page(page)
-    assert at.info and at.info[0].value.startswith("This page will")

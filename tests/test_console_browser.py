@@ -197,3 +197,36 @@ def test_evaluate_and_blinded_review_in_the_browser(workspace, page):
         finally:
             shot(page, "evaluate-plots")
     assert page.requested_hosts - {"127.0.0.1", "localhost", None} == set()
+
+
+def test_chat_streams_an_answer_in_the_browser(workspace, page):
+    """The Chat page on an embedded server (tiny-llama, in this process): a prompt gets a streamed answer, masked."""
+    from medcore.serve.config import load_serving_config
+    from medcore.serve.server import serve_in_thread
+
+    server = serve_in_thread(load_serving_config(model="tiny-llama", port=free_port()), workspace)
+    try:
+        with serve_console(free_port(), workspace.root, workspace.root / "console.log") as base:
+            page.goto(f"{base}/chat")
+            page.get_by_role("heading", name="Chat", exact=True).wait_for()
+            page.get_by_text("Any OpenAI-compatible URL", exact=True).click()
+            url = page.get_by_role("textbox", name="Server URL")
+            url.fill(server.url)
+            url.press("Enter")
+            page.get_by_role("combobox", name="Model", exact=True).wait_for()
+            page.get_by_test_id("stChatInputTextArea").fill("Patient John Smith has chest pain. What next?")
+            page.get_by_test_id("stChatInputTextArea").press("Enter")
+            page.get_by_text("PHI guard masked").wait_for(timeout=90_000)  # the detector loads on first use
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            page.wait_for_function(
+                "() => { const m = document.querySelectorAll('[data-testid=\"stChatMessage\"]');"
+                " return m.length >= 2 && m[1].innerText.replace('tiny-llama', '').trim().length > 0; }",
+                timeout=60_000,
+            )
+            page.get_by_role("button", name="Export the conversation (JSONL, PHI-masked)").wait_for()  # run ended
+            shot(page, "chat")
+            assert "[NAME]" in page.get_by_test_id("stChatMessage").first.inner_text()
+            assert "tiny-llama" in answer.inner_text() and "John Smith" not in page.content()
+    finally:
+        server.stop()
+    assert page.requested_hosts - {"127.0.0.1", "localhost", None} == set()

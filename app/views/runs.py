@@ -7,6 +7,7 @@ import streamlit as st
 from medcore.jobs.state import ACTIVE_STATES, RESUMABLE_STATES
 
 OPEN_RUN = "open_run"  # session key the Train page sets to the run it just launched
+CHAT_SERVING = "chat_serving"  # session key the Chat page follows: a serve request started here
 TABLE_COLUMNS = {
     "run_id": "Run",
     "state": "State",
@@ -39,7 +40,7 @@ def show_table(table) -> None:
 
 
 def show_actions(run_id: str, info) -> None:
-    """Cancel / resume buttons for the run's current state; results and MedcoreErrors appear under them."""
+    """Cancel / resume (and, when done, serve) buttons for the run's state; results and MedcoreErrors appear under them."""
     col = st.columns([1, 5])[0]
     if info.state in ACTIVE_STATES and col.button("Cancel", key=f"cancel-{run_id}", icon=":material/cancel:"):
         with ui.guard("Cancelling"), st.spinner("Stopping the job's processes..."):
@@ -49,6 +50,12 @@ def show_actions(run_id: str, info) -> None:
         with ui.guard("Resuming"):
             st.session_state[OPEN_RUN] = services.resume_run(run_id)
             st.rerun()
+    # Completed causal-lm runs only: classification adapters are served too (POST /v1/classify), but Chat generates.
+    if info.state == "completed" and services.servable_run(run_id):
+        if col.button("Serve this adapter", key=f"serve-{run_id}", icon=":material/chat:",
+                      help="Load this adapter into a running server of its base (or start one); chat on the Chat page."):  # fmt: skip
+            st.session_state[CHAT_SERVING] = services.serve_model(run_id)
+            st.switch_page("views/chat.py")
 
 
 def show_run(run_id: str) -> None:
