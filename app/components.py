@@ -95,17 +95,26 @@ def highlight_html(text: str, spans: Iterable[Any]) -> str:
 MASK_PATTERN = re.compile(r"\[[A-Z_]+\]")
 
 
-def redacted_html(text: str) -> str:
-    """Redacted text as HTML with each [CATEGORY] mask tinted in its category's colour."""
+def redacted_html(text: str, replacements: Iterable[tuple[int, int, str]] | None = None) -> str:
+    """Redacted text as HTML with every replacement tinted in its category's colour: masks, and surrogates too.
+
+    `replacements` are (start, end, type) in the redacted text (Preview.replacements); without them, [CATEGORY]
+    masks are found by pattern. A surrogate (a fake name or a shifted date) must be as visible as a mask, or a
+    reviewer cannot see that "Beck" was once "Speech".
+    """
+    if replacements is None:
+        replacements = [(m.start(), m.end(), m.group()[1:-1]) for m in MASK_PATTERN.finditer(text)]
     parts, cursor = [], 0
-    for match in MASK_PATTERN.finditer(text):
-        kind = match.group()[1:-1]
-        parts.append(_text_html(text[cursor : match.start()]))
+    for start, end, kind in sorted(replacements):
+        if start < cursor:
+            continue
+        parts.append(_text_html(text[cursor:start]))
+        replaced = text[start:end] or "(removed)"
         parts.append(
-            f'<mark class="mask" style="background:{color_for(kind)};padding:0 2px;border-radius:3px">'
-            f"{html.escape(match.group())}</mark>"
+            f'<mark class="mask" title="{html.escape(kind)}" style="background:{color_for(kind)};padding:0 2px;'
+            f'border-radius:3px">{html.escape(replaced)}</mark>'
         )
-        cursor = match.end()
+        cursor = end
     parts.append(_text_html(text[cursor:]))
     return '<div class="redacted-text" style="line-height:1.7;font-size:0.92rem">' + "".join(parts) + "</div>"
 

@@ -161,6 +161,12 @@ def test_research_mode_offers_surrogates(notes):
     assert method.options == ["surrogate", "mask", "remove"] and method.value == "surrogate"
     redacted = note_panes(at)[1]
     assert "[NAME]" not in redacted and not at.exception
+    # Every surrogate is highlighted like a mask would be: as many marks as spans, per category.
+    panes = note_panes(at)
+    for original, replaced in zip(panes[0::2], panes[1::2], strict=True):
+        found = re.findall(r'<mark class="phi" data-type="([A-Z_]+)"', original)
+        swapped = re.findall(r'<mark class="mask" title="([A-Z_]+)"', replaced)
+        assert sorted(found) == sorted(swapped) and found
 
 
 def test_note_text_is_escaped(workspace):

@@ -390,3 +390,24 @@ def test_a_two_megabyte_note_is_redacted_whole(workspace, tmp_path):
     report = redact_file(src, tmp_path / "out.jsonl", ws=workspace)
     text = json.loads((tmp_path / "out.jsonl").read_text())["text"]
     assert report.chars > 2_000_000 and "Rose Hall" not in text and "03/14/2023" not in text
+
+
+@pytest.mark.parametrize("method", ["mask", "surrogate", "remove"])
+def test_the_preview_says_where_each_replacement_landed(method):
+    from medcore.phi.config import build_config
+    from medcore.phi.redact import preview_text
+
+    text = "Seen by Dr. John Smith on 03/14/2021, call 617-555-0142. Afebrile."
+    config = build_config(mode="research" if method == "surrogate" else "safe-harbor", method=method)
+    preview = preview_text(text, salt=b"0" * 32, config=config)
+    assert len(preview.replacements) == len(preview.spans) >= 2
+    out, cursor, original = preview.redacted_text, 0, 0
+    for (start, end, kind), span in zip(
+        preview.replacements, sorted(preview.spans, key=lambda s: s.start), strict=True
+    ):
+        assert kind == span.type
+        assert out[cursor:start] == text[original : span.start]  # the text between replacements is untouched
+        if method == "mask":
+            assert out[start:end] == f"[{span.type}]"
+        cursor, original = end, span.end
+    assert out[cursor:] == text[original:]

@@ -104,7 +104,9 @@ def show_preview(manifest, config) -> None:
         st.markdown(f"**Record {row_number}** - {len(preview.spans)} PHI spans")
         left, right = st.columns(2)
         left.markdown(ui.boxed_html(ui.highlight_html(str(text), preview.spans)), unsafe_allow_html=True)
-        right.markdown(ui.boxed_html(ui.redacted_html(preview.redacted_text)), unsafe_allow_html=True)
+        right.markdown(
+            ui.boxed_html(ui.redacted_html(preview.redacted_text, preview.replacements)), unsafe_allow_html=True
+        )
     records = zip(chosen["source_row"], previews, strict=True)
     rows = [{"record": n, **row} for n, preview in records for row in services.span_rows(preview.spans)]
     if rows:

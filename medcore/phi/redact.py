@@ -32,6 +32,8 @@ class Preview:
     spans: list[Span]
     redacted_text: str
     counts: dict[str, int] = field(default_factory=dict)
+    # (start, end, type) of each replacement in redacted_text: a surrogate is as visible as a mask in the preview
+    replacements: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,12 +52,22 @@ class Redactor:
         self.professions = tuple(load_lexicon(config.lexicon).professions)
 
     def apply(self, text: str, spans: list[Span], patient_key: str | None = None) -> str:
-        pieces, position = [], 0
+        return self.apply_with_offsets(text, spans, patient_key)[0]
+
+    def apply_with_offsets(
+        self, text: str, spans: list[Span], patient_key: str | None = None
+    ) -> tuple[str, list[tuple[int, int, str]]]:
+        """The redacted text, and where each replacement landed in it: (start, end, type)."""
+        pieces, position, length, placed = [], 0, 0, []
         for span in sorted(spans, key=lambda s: s.start):
-            pieces += [text[position : span.start], self.replacement(text[span.start : span.end], span, patient_key)]
+            kept, new = text[position : span.start], self.replacement(text[span.start : span.end], span, patient_key)
+            length += len(kept)
+            placed.append((length, length + len(new), span.type))
+            length += len(new)
+            pieces += [kept, new]
             position = span.end
         pieces.append(text[position:])
-        return "".join(pieces)
+        return "".join(pieces), placed
 
     def replacement(self, value: str, span: Span, patient_key: str | None) -> str:
         if span.type == "AGE":
@@ -167,5 +179,7 @@ def preview_text(
         from medcore.workspace import get_workspace
 
         salt = load_salt(get_workspace())
-    redacted, spans = next(redact_texts([text or ""], config, salt))
-    return Preview(spans=spans, redacted_text=redacted, counts=count_types(spans))
+    text = text or ""
+    spans = next(iter(detect_texts([text], config)))
+    redacted, placed = Redactor(config, salt).apply_with_offsets(text, spans)
+    return Preview(spans=spans, redacted_text=redacted, counts=count_types(spans), replacements=placed)
