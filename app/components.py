@@ -20,6 +20,21 @@ from medcore.phi.config import CATEGORIES
 
 log = logging.getLogger("medcore.console")
 
+# Widget labels an engine message may point at: the pages use these, and CONSOLE_OPTIONS says a setting the engine
+# names ({option:NAME} in MedcoreError) in the words of the widget that sets it, never as a CLI flag.
+LABELS = {
+    "overwrite": "Replace a dataset with this name",
+    "allow_unredacted": "This data is already de-identified: train on it anyway",
+    "nproc_per_node": "Processes per node",
+}
+CONSOLE_OPTIONS = {
+    "overwrite": f'tick "{LABELS["overwrite"]}"',
+    "allow_unredacted": f'tick "{LABELS["allow_unredacted"]}" (audited)',
+    "nproc_per_node": f'set "{LABELS["nproc_per_node"]}" to {{value}}',
+    "redact": "redact '{value}' on the PHI page",
+    "reredact": "redact its source again on the PHI page, replacing this dataset",
+}
+
 # One fixed colour per PHI category, in the engine's category order, so a category keeps its colour across pages
 # and sessions; anything else gets a stable colour derived from its name.
 PALETTE = ("#f7a8a8", "#f7c6a8", "#c5e8a0", "#f5dc8a", "#a8cbf7", "#d2b4f5", "#f5b0dc")
@@ -37,7 +52,7 @@ def guard(action: str = "This step", stop: bool = False) -> Iterator[None]:
     try:
         yield
     except MedcoreError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(exc.render(CONSOLE_OPTIONS), icon=":material/error:")
         if stop:
             st.stop()
     except Exception as exc:  # noqa: BLE001 - the console must never show a traceback

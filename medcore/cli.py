@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from medcore.errors import MedcoreError
+from medcore.errors import CLI_OPTIONS, MedcoreError
 
 # command -> (module, one-line help). Add a command by adding a row and a module.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except MedcoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.render(CLI_OPTIONS)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

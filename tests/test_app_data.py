@@ -59,6 +59,25 @@ def test_changed_mapping_and_split_reach_the_import(workspace, demo_csv):
     assert manifest.rows["train"] < 40 and manifest.rows["test"] > 6  # 50/25/25, not the 80/10/10 default
 
 
+def test_a_name_clash_is_explained_in_the_pages_words_not_cli_flags(workspace, demo_csv, capsys):
+    from medcore.cli import main
+
+    at = upload(open_page("data"), "demo_notes.csv", demo_csv)
+    widget(at.text_input, "Dataset name").set_value("notes")
+    at = widget(at.button, "Import").click().run()
+    at = widget(at.button, "Import").click().run()  # the same name again
+    error = " ".join(texts(at, "error"))
+    assert "already exists" in error and 'tick "Replace a dataset with this name"' in error
+    assert "--overwrite" not in error and "overwrite=True" not in error
+    widget(at.checkbox, "Replace a dataset with this name").check()
+    at = widget(at.button, "Import").click().run()
+    assert not at.error, texts(at, "error")
+    path = workspace.root / "notes.csv"
+    path.write_bytes(demo_csv)
+    assert main(["data", "import", str(path), "--name", "notes"]) == 1  # the CLI says it as a flag
+    assert "pick another name or pass --overwrite" in capsys.readouterr().err
+
+
 def test_tasks_come_from_the_engine_and_not_phi_reaches_the_import(workspace):
     from typing import get_args
 

@@ -13,7 +13,7 @@ import pytest
 from medcore.cli import main
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import SPLITS, ColumnMapping, RedactionInfo, load_split, read_manifest
-from medcore.errors import MedcoreError
+from medcore.errors import CLI_OPTIONS, MedcoreError
 from medcore.phi.audit import log_path, read_audit_log
 from medcore.phi.columns import decide_columns, preview_column_decisions
 from medcore.phi.datasets import REPORT_FILE, read_redaction_report, redact_dataset
@@ -267,7 +267,7 @@ def spec_for(name: str, **fields):
 def gate_problem(ws, name: str) -> str:
     with pytest.raises(MedcoreError) as err:
         validate_spec(spec_for(name), ws)
-    return str(err.value)
+    return err.value.render(CLI_OPTIONS)
 
 
 def edit_manifest(ws, name: str, **redaction) -> None:

@@ -142,7 +142,7 @@ with ui.guard("Reading the data"):
         st.subheader("Split and import")
         split, seed = choose_split()
         name = st.text_input("Dataset name", value=services.suggest_dataset_name(file_name), key=f"name-{source_key}")
-        overwrite = st.checkbox("Replace a dataset with this name", key="overwrite")
+        overwrite = st.checkbox(ui.LABELS["overwrite"], key="overwrite")
         if st.button("Import", type="primary", disabled=not report.ok, key="import"):
             with ui.guard("The import"), st.spinner("Splitting and writing Parquet..."):
                 manifest = services.import_dataset(

@@ -53,7 +53,7 @@ def choose_data() -> dict:
             icon=":material/gpp_maybe:",
         )
         allow = st.checkbox(
-            "This data is already de-identified: train on it anyway",
+            ui.LABELS["allow_unredacted"],
             key="train_allow",
             help=FIELDS["allow_unredacted"].description,
         )
@@ -76,7 +76,7 @@ def choose_presets() -> dict:
 def choose_topology() -> dict:
     cols = st.columns(3)
     nproc = cols[0].number_input(
-        "Processes per node", value=1, step=1, key="train_nproc", help=FIELDS["nproc_per_node"].description
+        ui.LABELS["nproc_per_node"], value=1, step=1, key="train_nproc", help=FIELDS["nproc_per_node"].description
     )
     nnodes = cols[1].number_input("Nodes", value=1, step=1, key="train_nnodes", help=FIELDS["nnodes"].description)
     out = {"nproc_per_node": int(nproc), "nnodes": int(nnodes)}

@@ -60,7 +60,7 @@ def import_dataset(
     split = check_fractions(split)
     target = dataset_dir(ws, name)
     if target.exists() and not overwrite:
-        raise MedcoreError(f"Dataset '{name}' already exists: pick another name or pass overwrite=True (--overwrite).")
+        raise MedcoreError(f"Dataset '{name}' already exists: pick another name or {{option:overwrite}}.")
     source_format = "dataframe"
     if not isinstance(data, pd.DataFrame):
         path = Path(data)

@@ -16,9 +16,10 @@ from medcore.errors import MedcoreError
 
 def check_fractions(split: tuple[float, float, float]) -> tuple[float, float, float]:
     if len(split) != 3 or any(f < 0 for f in split) or split[0] <= 0 or abs(sum(split) - 1.0) > 1e-6:
+        shares = ", ".join(f"{name} {100 * f:g}%" for name, f in zip(SPLITS, split, strict=False))
         raise MedcoreError(
-            f"Split fractions {tuple(split)} must be three non-negative numbers (train, validation, test) "
-            "summing to 1, with train > 0, e.g. (0.8, 0.1, 0.1)."
+            f"The split ({shares}) must be three shares of train, validation and test that add up to 100%, with "
+            "train above 0, e.g. 80/10/10."
         )
     return tuple(float(f) for f in split)
 

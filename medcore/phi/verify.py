@@ -88,7 +88,7 @@ def refuse(what: str, name: str, manifest: DatasetManifest, record: dict | None 
     """A failed check whose message ends with the fix: redact (again) from the parent, or the audited override."""
     parent = manifest.redaction.parent or (record or {}).get("dataset")
     if manifest.redaction.status == "redacted" and parent and parent != name:
-        fix = f"re-run `medcore data redact {parent} --out-name {name} --overwrite` and train on '{name}'"
+        fix = f"{{option:reredact={parent} --out-name {name} --overwrite}} and train on '{name}'"
     else:
-        fix = f"run `medcore data redact {name}` and train on the redacted copy"
-    return RedactionCheck(False, f"{what}; {fix}, or set allow_unredacted=true (audited)", record)
+        fix = f"{{option:redact={name}}} and train on the redacted copy"
+    return RedactionCheck(False, f"{what}; {fix}, or {{option:allow_unredacted}}", record)
