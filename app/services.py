@@ -649,3 +649,24 @@ def send_pairs_to_review(pairs: list[dict[str, str]], name: str):
 
     config = review_config(name=name.strip() or None)
     return create_review_from_pairs(workspace(), [review_pair(**pair) for pair in pairs], config)
+
+
+# ---- label balance ------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _label_counts(root: str, name: str, content_hash: str) -> pd.DataFrame:
+    from medcore.data.label_stats import label_counts as counts
+
+    return counts(get_workspace(root), name)
+
+
+def label_counts(manifest: DatasetManifest) -> pd.DataFrame:
+    """Rows per label and split (cached by the dataset's content hash); empty without a label column."""
+    return _label_counts(str(workspace().root), manifest.name, manifest.content_hash)
+
+
+def imbalance_note(counts: pd.DataFrame) -> str | None:
+    from medcore.data.label_stats import imbalance_note as note
+
+    return note(counts)

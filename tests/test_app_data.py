@@ -41,7 +41,7 @@ def test_upload_suggests_mapping_validates_and_imports(workspace, demo_csv):
     assert manifest.total_rows == 60 and manifest.mapping.label == "specialty"
     assert manifest.mapping.subgroups == ["sex", "age_band"]
     assert any(s.startswith("Imported 'notes'") for s in texts(at, "success"))
-    catalog = at.dataframe[-1].value
+    catalog = next(d.value for d in reversed(at.dataframe) if "name" in d.value.columns)
     assert catalog["name"].tolist() == ["notes"] and catalog["redaction"].tolist() == ["raw"]
 
 

@@ -121,6 +121,23 @@ def show_catalog() -> None:
         for m in manifests
     ]
     st.dataframe(rows, hide_index=True, width="stretch")
+    labelled = [m for m in manifests if m.mapping.label]
+    if labelled:
+        with st.expander("Label balance"):
+            by_name = {m.name: m for m in labelled}
+            chosen = st.selectbox("Dataset", list(by_name), key="balance-dataset")
+            show_label_balance(by_name[chosen])
+
+
+def show_label_balance(manifest) -> None:
+    """Rows per label and split, and a warning when one class dwarfs another."""
+    counts = services.label_counts(manifest)
+    if counts.empty:
+        return
+    note = services.imbalance_note(counts)
+    if note:
+        st.warning(note, icon=":material/balance:")
+    st.dataframe(counts, width="stretch")
 
 
 with ui.guard("Reading the data"):
@@ -150,6 +167,7 @@ with ui.guard("Reading the data"):
                 )
                 counts = ", ".join(f"{k} {v:,}" for k, v in manifest.rows.items())
                 st.success(f"Imported '{manifest.name}': {counts}. Next: preview and redact PHI.")
+                show_label_balance(manifest)
                 st.session_state["phi_dataset"] = manifest.name  # the link opens the PHI page on this dataset
                 st.page_link("views/phi.py", label=f"Go to PHI ({manifest.name})", icon=":material/shield_person:")
 

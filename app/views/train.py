@@ -45,6 +45,10 @@ def choose_data() -> dict:
     model = model_choice
     if model_choice == LOCAL_FOLDER:
         model = st.text_input("Model folder", placeholder="/models/my-llama", key="train_model_path")
+    if task == "classification" and manifest.mapping.label:
+        note = services.imbalance_note(services.label_counts(manifest))
+        if note:
+            st.warning(note, icon=":material/balance:")
     allow = False
     if manifest.redaction.status != "redacted":
         st.warning(
