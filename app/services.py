@@ -228,7 +228,10 @@ def _load_detector() -> None:
 
 @st.cache_resource(show_spinner=False)
 def _detector_warmup() -> threading.Thread:
-    thread = threading.Thread(target=_load_detector, name="medcore-phi-warmup", daemon=True)
+    # Not a daemon: the interpreter waits for the load to finish before it exits. A daemon thread still inside
+    # torch or spaCy's native code when Python tears down aborts the process ("terminate called without an active
+    # exception", exit 134): seen at the end of test runs that opened a page moments before.
+    thread = threading.Thread(target=_load_detector, name="medcore-phi-warmup", daemon=False)
     thread.start()
     return thread
 

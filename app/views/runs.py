@@ -33,7 +33,7 @@ def show_table(table) -> None:
         height=min(38 + 35 * len(table), 320),
         column_config={
             **TABLE_COLUMNS,
-            "run_id": st.column_config.TextColumn("Run", width="medium"),
+            "run_id": st.column_config.TextColumn("Run", width="large"),  # ids are long: never cut them off
             "best_metric": st.column_config.NumberColumn("Best value", format="%.4f"),
         },
     )
@@ -118,6 +118,11 @@ def live_run(run_id: str) -> None:
         show_run(run_id)
 
 
+def live_table() -> None:
+    with ui.guard("Listing runs"):
+        show_table(services.runs_table())
+
+
 def live_compare(run_ids: list[str]) -> None:
     with ui.guard("Comparing runs"):
         show_compare(run_ids)
@@ -129,7 +134,8 @@ with ui.guard("Loading runs"):
         st.info("No runs yet. Launch one from the Train page.")
         st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
         st.stop()
-    show_table(table)
+    # The table polls with the run view while a run is active, so its step never lags the run's own.
+    st.fragment(run_every=2 if table["state"].isin(ACTIVE_STATES).any() else None)(live_table)()
     run_ids = table["run_id"].tolist()
     wanted = st.session_state.get(OPEN_RUN)
     tab_run, tab_compare = st.tabs(["Run", "Compare"])
