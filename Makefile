@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
-.PHONY: install run test test-fast browser demo lint bench clean lock
+.PHONY: install run test test-fast browser demo lint bench clean lock lab
 
 install: $(STAMP)
 
@@ -30,6 +30,17 @@ demo: install
 
 run: demo
 	$(VENV)/bin/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+# JupyterLab on notebooks/, reading $(MEDCORE_HOME); bound to 127.0.0.1 with a random token (in the URL it prints).
+# Not a MedCore dependency: installed into the venv on first use, at the version constraints.txt pins. No news feed,
+# update check or PyPI extension manager, so the server fetches nothing.
+LAB_PORT ?= 8888
+lab: demo
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -c constraints.txt jupyterlab
+	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+		--ServerApp.root_dir=notebooks --LabApp.news_url=None --LabApp.extension_manager=readonly \
+		--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Debian's chromium drives the real-browser tests (no browser download).
 browser:
