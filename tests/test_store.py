@@ -127,6 +127,15 @@ def test_connect_views_over_the_workspace(workspace):
         ("run-a", "running", "minilm"), ("run-b", "running", "minilm"),
     ]  # fmt: skip
     assert con.execute("SELECT entities FROM audit").fetchall() == [(3,)]
+    make_run(
+        workspace, "run-c", 1, spec={"model": "minilm", "task": "classification", "lora": "small", "zero": "zero2"}
+    )
+    assert con.execute(
+        "SELECT id, lora_preset, zero_preset FROM runs WHERE id IN ('run-a', 'run-c') ORDER BY id"
+    ).fetchall() == [
+        ("run-a", "small", None),
+        ("run-c", "small", "zero2"),
+    ]  # fmt: skip  (a RunSpec's plain preset names, and the older nested form)
     append(RunDir(workspace.runs / "run-a"), [metric_row(13)])  # views are live: no reconnect needed
     assert con.execute("SELECT max(step) FROM metrics WHERE run_id = 'run-a'").fetchone() == (13,)
 

@@ -77,8 +77,11 @@ def runs_sql(ws: Workspace) -> str:
                coalesce(status.json->>'state', CASE WHEN launch.json IS NULL THEN 'unknown' ELSE 'queued' END) AS state,
                coalesce(spec.json->>'model', spec.json->'model'->>'name') AS model,
                spec.json->>'task' AS task,
-               coalesce(spec.json->>'lora_preset', spec.json->'lora'->>'preset') AS lora_preset,
-               coalesce(spec.json->>'zero_preset', spec.json->'deepspeed'->>'preset') AS zero_preset,
+               -- a RunSpec holds the preset names as plain strings (lora, zero); older specs nested them
+               coalesce(spec.json->>'lora_preset', CASE WHEN json_type(spec.json->'lora') = 'VARCHAR'
+                        THEN spec.json->>'lora' END, spec.json->'lora'->>'preset') AS lora_preset,
+               coalesce(spec.json->>'zero_preset', CASE WHEN json_type(spec.json->'zero') = 'VARCHAR'
+                        THEN spec.json->>'zero' END, spec.json->'deepspeed'->>'preset') AS zero_preset,
                (status.json->>'step')::BIGINT AS step,
                (status.json->>'max_steps')::BIGINT AS max_steps,
                to_timestamp((launch.json->>'queued_at')::DOUBLE) AS created_at,
