@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	test -f $(MEDCORE_HOME)/datasets/demo_notes.jsonl || $(VENV)/bin/medcore demo
 
+# Beyond 127.0.0.1 only with logins configured (medcore users add): otherwise anyone reaching the port is admin.
 run: demo
+	$(PY) -m medcore.access.bind $(HOST)
 	$(VENV)/bin/streamlit run app/main.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 # JupyterLab on notebooks/, reading $(MEDCORE_HOME); bound to 127.0.0.1 with a random token (in the URL it prints).
@@ -42,11 +44,11 @@ lab: demo
 		--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Debian's chromium drives the real-browser tests (no browser download).
+# Debian's chromium drives the real-browser tests (no browser download); shellcheck lints the generated launchers.
 browser:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi; \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/shellcheck ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver shellcheck >/dev/null; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver shellcheck >/dev/null; fi; \
 	fi
 
 test: install browser

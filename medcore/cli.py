@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medcore.commands.train", "Launch a fine-tuning run from a spec (torchrun + DeepSpeed + LoRA)."),
     "quickstart": ("medcore.commands.quickstart", "Demo data -> LoRA fine-tune of minilm -> evaluation summary."),
     "runs": ("medcore.commands.runs", "List, watch, cancel and resume runs."),
+    "launch": (
+        "medcore.commands.launch",
+        "Write a run's launch file for a cluster: torchrun script, SLURM sbatch, Kubeflow PyTorchJob, vLLM on k8s.",
+    ),
     "eval": (
         "medcore.commands.eval",
         "Clinical metrics with 95% confidence intervals: of a model on a split (eval run) or of predictions (eval metrics).",

@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"jobs"},
     {"evaluate"},
     {"serve"},
+    {"cluster"},  # launch files for SLURM and Kubernetes: built from train's commands, jobs' sbatch, serve's vLLM argv
     {"doctor"},
     {"commands"},
     {"cli", "__main__"},
