@@ -2,8 +2,11 @@
 
 from pathlib import Path
 
+import auth
 import services
 import streamlit as st
+
+from medcore.errors import MedcoreError
 
 # The page icon ships with the app: a `:material/` page icon makes the browser fetch it from a fonts host, and a
 # hospital network blocks that (the console makes no outbound request; tests/test_console_browser.py checks it).
@@ -24,5 +27,13 @@ PAGES = [
     st.Page("views/chat.py", title="Chat", icon=":material/chat:"),
 ]
 
+ws = services.workspace()
+try:
+    actor = auth.signed_in(ws)  # a login form, and nothing else, until someone is signed in
+except MedcoreError as exc:  # bound beyond loopback with no user configured
+    st.error(str(exc), icon=":material/lock:")
+    st.stop()
+st.session_state[services.ACTOR_KEY] = actor  # services check it on every engine call made for this user
+auth.sidebar(actor, ws)
 services.warm_up()  # the PHI detector loads in the background while the user looks at other pages
 st.navigation(PAGES).run()

@@ -19,6 +19,22 @@ from medcore.data.manifest import ColumnMapping, DatasetManifest
 from medcore.workspace import Workspace, get_workspace
 
 UPLOAD_KEY = "_medcore_upload"  # session_state slot holding the last parsed upload: (file id, frame)
+ACTOR_KEY = "_medcore_actor"  # session_state slot app/main.py fills with the signed-in Actor (app/auth.py)
+
+
+def require(action: str, obj: str | None = None) -> None:
+    """Refuse, with the role to ask for, an action the signed-in user's role may not take (medcore.access.require).
+
+    Every service that changes data, jobs, models or reviews, or shows raw PHI, calls it first: a viewer cannot
+    launch a run by calling the service, whatever the page shows.
+    """
+    from medcore.access.actor import require as check
+    from medcore.errors import MedcoreError
+
+    actor = st.session_state.get(ACTOR_KEY)
+    if actor is None:
+        raise MedcoreError("Nobody is signed in to this console session: open the console's front page and log in.")
+    check(actor, action, obj)
 
 
 def workspace() -> Workspace:
@@ -52,6 +68,7 @@ def list_datasets() -> list[DatasetManifest]:
 
 def read_upload(uploaded: Any) -> pd.DataFrame:
     """Parse a Streamlit UploadedFile once per upload (re-runs reuse the frame from session state)."""
+    require("import_data")
     from medcore.data.readers import read_upload as parse
 
     key = (uploaded.file_id, uploaded.name, uploaded.size)
@@ -65,6 +82,7 @@ def read_upload(uploaded: Any) -> pd.DataFrame:
 
 def read_folder(path: str) -> pd.DataFrame:
     """Read a file or dataset folder on the console's machine."""
+    require("import_data")
     from medcore.data.readers import read_upload as parse
     from medcore.errors import MedcoreError
 
@@ -93,6 +111,7 @@ def validate_dataset(frame: pd.DataFrame, mapping: ColumnMapping, task: str | No
 
 
 def import_dataset(frame: pd.DataFrame, name: str, mapping: ColumnMapping, **options: Any) -> DatasetManifest:
+    require("import_data")
     from medcore.data.importer import import_dataset as do_import
 
     manifest = do_import(workspace(), frame, name, mapping, **options)
@@ -157,6 +176,7 @@ def read_logs(run_id: str, tail: int = 60) -> str:
 
 
 def cancel_run(run_id: str):
+    require("cancel_run")
     from medcore.jobs import cancel_run as cancel
 
     info = cancel(run_id, workspace())
@@ -165,6 +185,7 @@ def cancel_run(run_id: str):
 
 
 def resume_run(run_id: str) -> str:
+    require("resume_run")
     from medcore.jobs import resume_run as resume
 
     new_id = resume(run_id, workspace())
@@ -176,6 +197,9 @@ def launch_run(spec) -> str:
     """Validate the spec, create the run folder and queue the job (torchrun + DeepSpeed) in its own process group."""
     from medcore.jobs import launch_run as launch
 
+    require("launch_run")
+    if getattr(spec, "allow_unredacted", False):
+        require("train_unredacted")
     run_id = launch(spec, workspace())
     _runs_table.clear()
     return run_id
@@ -261,8 +285,10 @@ def detector_config(mode: str, method: str, threshold: float | None, info):
     return config(mode, method, threshold, info)
 
 
-def preview_text(text: str, config):
-    """Detected spans and the redacted text of one note (not cached: cache keys must not hold note text)."""
+def preview_text(text: str, config, dataset: str | None = None):
+    """Detected spans and the redacted text of one note of `dataset` (a clinician-reviewer sees only the datasets
+    granted to them). Not cached: cache keys must not hold note text."""
+    require("preview_phi", dataset)
     from medcore.phi.redact import preview_text as preview
 
     _detector_warmup().join()  # share the warm-up's detector instead of loading a second one
@@ -300,6 +326,7 @@ def start_redaction(
     returns the job id to poll."""
     from medcore.phi.job import start_redaction as start
 
+    require("redact_data")
     overrides = {"keep": list(keep), "drop": list(drop), "not_phi": list(not_phi)}
     return start(workspace(), name, mode, method, out_name or None, threshold=threshold, **overrides)
 
@@ -335,6 +362,7 @@ def verify_audit_log():
 
 
 def audit_records() -> list[dict[str, Any]]:
+    require("view_audit")
     from medcore.phi.audit import read_audit_log
 
     return read_audit_log(workspace())
@@ -387,6 +415,7 @@ def evaluable_models(dataset: str | None) -> list[str]:
 
 def start_evaluation(model: str, dataset: str, compare: list[str], **options: Any) -> str:
     """Check the request, then score the model(s) in a detached job; returns the job id at once."""
+    require("run_eval")
     from medcore.evaluate.job import start_evaluation as start
 
     return start(workspace(), model, dataset, compare=compare or None, **options)
@@ -469,6 +498,7 @@ def list_reviews() -> pd.DataFrame:
 
 def create_review(eval_a: str, eval_b: str, name: str, max_items: int):
     """A blinded review of the rows where two evals of one split disagree (redacts the text: seconds)."""
+    require("manage_reviews")
     from medcore.evaluate.review_sources import create_review_from_evals, review_config
 
     config = review_config(name=name, max_items=max_items)
@@ -483,6 +513,7 @@ def next_review_item(review_id: str, reviewer: str):
 
 
 def record_verdict(review_id: str, item: int, reviewer: str, verdict: str, comment: str) -> dict[str, Any]:
+    require("review_eval")
     from medcore.evaluate.review import open_review
     from medcore.evaluate.review import record_verdict as record
 
@@ -490,6 +521,7 @@ def record_verdict(review_id: str, item: int, reviewer: str, verdict: str, comme
 
 
 def close_review(review_id: str) -> dict[str, Any]:
+    require("manage_reviews")
     from medcore.evaluate.review import close_review as close
     from medcore.evaluate.review import open_review
 
@@ -506,6 +538,7 @@ def review_summary(review_id: str) -> dict[str, Any]:
 
 def export_preferences(review_id: str) -> bytes:
     """The closed review's preference pairs (prompt, chosen, rejected) as JSONL bytes, also kept in its folder."""
+    require("manage_reviews")
     from medcore.evaluate.review import open_review
     from medcore.evaluate.review_summary import export_preferences as export
 
@@ -524,6 +557,7 @@ def list_servers() -> list:
 
 def stop_server(name: str):
     """Stop managed server `name` (SIGTERM, then SIGKILL after a grace period)."""
+    require("serve_model")
     from medcore.serve.manage import stop_server as stop
 
     return stop(name, workspace())
@@ -579,6 +613,7 @@ def serve_model(model: str) -> str:
     """Serve `model` (tiny-llama or a servable run id) on a managed server: a running server of its base is reused
     (a run's adapter loaded into it), else one is started. A start waits for the server's /health (seconds on CPU,
     minutes for vLLM), so it runs in a thread, never in a script run; returns the id to poll with serve_progress."""
+    require("serve_model")
     import uuid
 
     request_id = uuid.uuid4().hex[:12]
@@ -603,6 +638,7 @@ def list_models(url: str, api_key: str | None = None) -> list[str]:
 
 def stream_chat(url: str, model: str, messages: list[dict[str, str]], **options: Any):
     """The answer's text pieces as the server streams them (api_key, temperature, max_tokens as options)."""
+    require("chat")
     from medcore.serve.client import stream_chat as stream
 
     return stream(url, model, messages, **options)
@@ -648,6 +684,7 @@ def export_transcript(chat_id: str) -> bytes:
 def send_pairs_to_review(pairs: list[dict[str, str]], name: str):
     """A new blinded review of side-by-side answers (prompt, model_a, output_a, model_b, output_b each); the text is
     PHI-masked and the model names sealed until the review is closed. A name holding a model name is refused."""
+    require("manage_reviews")
     from medcore.evaluate.review_sources import create_review_from_pairs, review_config, review_pair
 
     config = review_config(name=name.strip() or None)

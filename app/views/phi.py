@@ -95,7 +95,7 @@ def show_preview(manifest, config) -> None:
     first = cols[1].number_input("First row", 1, max(len(frame), 1), 1, key="phi_first")
     count = cols[2].number_input("Rows", 1, MAX_PREVIEW_ROWS, 3, key="phi_count")
     chosen = frame.iloc[int(first) - 1 : int(first) - 1 + int(count)]
-    previews = [services.preview_text(str(text), config) for text in chosen[manifest.mapping.text]]
+    previews = [services.preview_text(str(text), config, manifest.name) for text in chosen[manifest.mapping.text]]
     counts = ui.merge_counts(preview.counts for preview in previews)
     st.markdown(ui.legend_html(counts), unsafe_allow_html=True)
     if not any(counts.values()):

@@ -1,0 +1,64 @@
+"""Who is using the console: a login form when users are configured, local mode (admin) on loopback otherwise.
+
+The engine decides (medcore.access): the role matrix, password checks with lockout, session expiry, audit records.
+This module only draws the form and keeps the session token in the browser session's state.
+"""
+
+from __future__ import annotations
+
+import getpass
+
+import streamlit as st
+
+from medcore.access.actor import Actor
+from medcore.access.bind import check_bind, logins_configured
+from medcore.access.roles import ADMIN
+from medcore.access.sessions import Sessions
+from medcore.errors import MedcoreError
+from medcore.workspace import Workspace, get_workspace
+
+TOKEN = "_medcore_session_token"  # session_state: the login token (never shown, never stored on disk)
+
+
+@st.cache_resource(show_spinner=False)
+def sessions(root: str) -> Sessions:
+    """One session table per console process (sessions end when the console restarts)."""
+    return Sessions(get_workspace(root))
+
+
+def signed_in(ws: Workspace) -> Actor:
+    """The Actor of this browser session; draws the login form and stops the page until someone logs in."""
+    if not logins_configured(ws):
+        check_bind(st.get_option("server.address"), ws)  # beyond loopback without users: refused
+        return Actor(f"local:{getpass.getuser()}", ADMIN)
+    token = st.session_state.get(TOKEN)
+    if token:
+        try:
+            return sessions(str(ws.root)).actor(token)
+        except MedcoreError as exc:
+            st.session_state.pop(TOKEN, None)
+            st.warning(str(exc), icon=":material/lock_clock:")
+    login_form(ws)
+    st.stop()
+
+
+def login_form(ws: Workspace) -> None:
+    st.title("Log in to MedCore")
+    with st.form("login"):
+        user = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        if st.form_submit_button("Log in", type="primary"):
+            try:
+                st.session_state[TOKEN] = sessions(str(ws.root)).login(user.strip(), password)
+            except MedcoreError as exc:
+                st.error(str(exc), icon=":material/error:")
+            else:
+                st.rerun()
+
+
+def sidebar(actor: Actor, ws: Workspace) -> None:
+    with st.sidebar:
+        st.caption(f"Signed in as **{actor.user}** ({actor.role})")
+        if logins_configured(ws) and st.button("Log out", key="logout"):
+            sessions(str(ws.root)).logout(st.session_state.pop(TOKEN, None))
+            st.rerun()
