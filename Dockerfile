@@ -48,4 +48,5 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${STREAMLIT_SERVER_PORT}/_stcore/health', timeout=4)" || exit 1
 # Address and port come from STREAMLIT_SERVER_ADDRESS / STREAMLIT_SERVER_PORT (set above; override with -e).
-CMD ["streamlit", "run", "app/main.py"]
+# The address is checked first: beyond loopback only once a console user exists (medcore users add), else it exits 1.
+CMD ["sh", "-c", "python -m medcore.access.bind \"$STREAMLIT_SERVER_ADDRESS\" && exec streamlit run app/main.py"]

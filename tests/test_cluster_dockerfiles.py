@@ -74,6 +74,8 @@ def test_image_runs_as_a_non_root_user_with_a_health_check_on_loopback(name):
     assert "STREAMLIT_SERVER_ADDRESS=${MEDCORE_BIND_ADDRESS}" in env and values["MEDCORE_BIND_ADDRESS"] == "127.0.0.1"
     command = " ".join(rest for keyword, rest in steps if keyword in ("CMD", "ENTRYPOINT"))
     assert "0.0.0.0" not in command and "--server.address" not in command  # the address comes from the env only
+    # the address is checked before the console starts: beyond loopback only with users (medcore.access.bind)
+    assert command.index("medcore.access.bind") < command.index("streamlit run")
     text = (ROOT / name).read_text()
     assert "access control" in text  # the comment that says binding beyond loopback needs it
 
