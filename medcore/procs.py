@@ -122,6 +122,15 @@ def signal_group(pgid: int | None, sig: int) -> bool:
         ) from None
 
 
+def signal_ranks(launcher: dict[str, Any] | None, sig: int) -> int:
+    """Send `sig` to the ranks torchrun started (its children), not to torchrun: a rank that handles it (save and
+    stop) then exits 0 and torchrun with it, where a signalled torchrun exits 1 after forwarding. Returns how many."""
+    proc = find_process(launcher)
+    ranks = proc.children() if proc else []
+    signal_processes(ranks, sig)
+    return len(ranks)
+
+
 def signal_processes(procs: list[psutil.Process], sig: int) -> None:
     for proc in procs:
         try:

@@ -10,11 +10,15 @@ runs/<run_id>/
   checkpoints/checkpoint-<step>/   atomic (written as .tmp then renamed); newest K kept
   adapter/             the final PEFT adapter (PeftModel.from_pretrained / vLLM --lora-modules)
   CHECKPOINT_NOW       trigger file: the trainer saves a checkpoint at the next step and deletes it
+  exits/rank-<N>.json  each rank's exit record ({"rank", "code", "at"}), cleared as an attempt starts: the evidence
+                       of how the job ended when the launcher that saw torchrun's exit code was itself killed
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,7 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     adapter = property(lambda self: self.path / "adapter")
     checkpoint_trigger = property(lambda self: self.path / "CHECKPOINT_NOW")
+    exits = property(lambda self: self.path / "exits")
 
     def read_status(self) -> dict[str, Any]:
         return read_json(self.status, default={})
@@ -82,6 +87,20 @@ class RunDir:
     def latest_checkpoint(self) -> Path | None:
         dirs = self.checkpoint_dirs()
         return dirs[-1] if dirs else None
+
+    def record_exit(self, rank: int, code: int) -> None:
+        """Rank `rank` is exiting with `code` (best effort: on a full or read-only disk there is no record)."""
+        with contextlib.suppress(OSError):
+            self.exits.mkdir(exist_ok=True)
+            write_json_atomic(self.exits / f"rank-{rank}.json", {"rank": rank, "code": code, "at": time.time()})
+
+    def read_exits(self) -> dict[int, dict[str, Any]]:
+        """The exit records of this attempt's ranks, by global rank."""
+        records = [read_json(p) for p in self.exits.glob("rank-*.json")] if self.exits.is_dir() else []
+        return {int(r["rank"]): r for r in records if isinstance(r, dict) and "rank" in r}
+
+    def clear_exits(self) -> None:
+        shutil.rmtree(self.exits, ignore_errors=True)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

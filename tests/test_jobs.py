@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import duckdb
 import psutil
 import pytest
 from polling import wait_for
@@ -27,29 +28,48 @@ from medcore.procs import check_port, tagged_processes
 from medcore.rundir import FINAL_STATES, RunDir
 
 STANDIN = """
-import os, signal, sys, time
+import json, os, signal, sys, time
 from pathlib import Path
 from medcore.rundir import RunDir
 
 rd, steps, step_s = RunDir(Path(sys.argv[1])), int(sys.argv[2]), float(sys.argv[3])
-stubborn = "--ignore-sigterm" in sys.argv
+flags = dict(arg.lstrip("-").partition("=")[::2] for arg in sys.argv[4:])
 rank = int(os.environ.get("RANK", "0"))
+world = int(os.environ.get("WORLD_SIZE", "1"))
+
+def end(code):
+    rd.record_exit(rank, code)  # as medcore.train does on every exit
+    sys.exit(code)
 
 def save_and_stop(signum, frame):
     if rank == 0:
         rd.update_status(state="stopped", last_checkpoint="checkpoint-x")
-    sys.exit(0)
+    time.sleep(float(flags.get("teardown-s", 0)))  # ranks are still alive after the trainer's final word
+    end(0)
 
 signal.signal(signal.SIGINT, save_and_stop)
-if stubborn:
+if "ignore-sigterm" in flags:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # forces the SIGKILL escalation
-for step in range(steps):
-    if rank == 0:
-        rd.update_status(state="running", step=step, max_steps=steps)
-    print(f"rank {rank} step {step}", flush=True)
+if "stop-on-sigterm" in flags:
+    signal.signal(signal.SIGTERM, save_and_stop)  # the trainer's handling of SIGTERM
+status_every = int(flags.get("status-every", 1))  # the trainer rewrites status.json at most once a second
+if rank == 0:
+    rd.update_status(state="running", step=0, max_steps=steps, world_size=world)
+for step in range(1, steps + 1):
+    print(f"rank {rank} step {step - 1}", flush=True)
     time.sleep(step_s)
+    if rank == 0:
+        with open(rd.metrics, "a") as fh:
+            fh.write(json.dumps({"step": step, "loss": 1.0 / step}) + "\\n")
+        if step % status_every == 0:
+            rd.update_status(state="running", step=step, max_steps=steps)
+    if step == int(flags.get("fail-at", 0)):
+        if rank == 0:
+            rd.update_status(state="failed", error="RuntimeError on rank 0.", hint="See train.log.")
+        end(1)
 if rank == 0:
     rd.update_status(state="completed", step=steps, max_steps=steps)
+end(0)
 """
 
 
@@ -80,8 +100,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
 
 
 def wait_state(run_id, states, ws, timeout=30.0):
@@ -143,7 +161,7 @@ def test_save_and_stop_reaches_the_ranks_through_torchrun(workspace, standin):
     wait_state("stopper", ("running",), workspace)
     stop_run("stopper", workspace)
     info = wait_state("stopper", FINAL_STATES, workspace)
-    assert info.state == "stopped"
+    assert info.state == "stopped" and info.exit_code == 0  # a clean stop: the ranks, not torchrun, got SIGINT
     assert rd.read_status()["last_checkpoint"] == "checkpoint-x"
     assert tagged_processes(read_launch(rd)["tag"]) == []
 
@@ -254,3 +272,54 @@ def test_the_log_tail_is_plain_text_without_library_warnings(workspace):
     assert read_logs("noisy", 10, workspace) == "step 1 loss 2.0\nprogress 100%\nstep 2 loss 1.5"
     everything = read_logs("noisy", 10, workspace, library_warnings=True)
     assert "FutureWarning" in everything and "\x1b" not in everything
+
+
+@pytest.mark.slow
+def test_a_run_that_completes_after_its_supervisor_was_killed_gets_its_end_recorded(workspace, standin):
+    rd = new_run(workspace, "unsupervised")
+    submit_command(rd, torchrun_job(standin, rd, 25, 0.1))
+    wait_state("unsupervised", ("running",), workspace)
+    os.kill(read_launch(rd)["supervisor"]["pid"], signal.SIGKILL)
+    # Nobody is left to record torchrun's exit: the next observer settles the run from the ranks' exit records.
+    info = wait_state("unsupervised", FINAL_STATES, workspace, timeout=30)
+    assert info.state == "completed" and info.exit_code == 0 and info.ended_at > info.started_at
+    assert (rd.path / "metrics.parquet").exists()  # compacted, as the supervisor does at the end
+    with duckdb.connect(str(workspace.catalog), read_only=True) as con:
+        row = con.execute("SELECT state, ended_at FROM runs WHERE run_id = 'unsupervised'").fetchone()
+    assert row[0] == "completed" and row[1] is not None  # and the catalog refreshed
+
+
+@pytest.mark.slow
+def test_cancel_reports_cancelled_only_once_every_rank_is_gone(workspace, standin):
+    rd = new_run(workspace, "tearing-down")
+    # Like the trainer, the ranks answer SIGTERM with "stopped" and take a while to tear down after writing it.
+    submit_command(rd, torchrun_job(standin, rd, 200, 0.1, "--stop-on-sigterm", "--teardown-s=2"))
+    wait_state("tearing-down", ("running",), workspace)
+    wait_for(lambda: len(job_processes(rd)) >= 3, what="torchrun and two ranks")
+    tag = read_launch(rd)["tag"]
+    info = cancel_run("tearing-down", workspace, grace_s=10.0)
+    assert info.state == "cancelled" and info.ended_at is not None
+    assert tagged_processes(tag) == []
+
+
+@pytest.mark.slow
+def test_cancel_with_a_dead_supervisor_ends_cancelled(workspace, standin):
+    rd = new_run(workspace, "cancel-orphan")
+    submit_command(rd, torchrun_job(standin, rd, 200, 0.1, "--stop-on-sigterm"))
+    wait_state("cancel-orphan", ("running",), workspace)
+    tag = read_launch(rd)["tag"]
+    os.kill(read_launch(rd)["supervisor"]["pid"], signal.SIGKILL)
+    info = cancel_run("cancel-orphan", workspace, grace_s=5.0)
+    assert info.state == "cancelled" and info.ended_at is not None and "Cancelled" in info.error
+    assert tagged_processes(tag) == []
+    assert run_status("cancel-orphan", workspace).state == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_failed_run_shows_the_last_step_it_reached(workspace, standin):
+    rd = new_run(workspace, "stale")
+    # The trainer rewrites status.json at most once a second; here every 4 steps, and it fails at step 7.
+    submit_command(rd, python_job(standin, rd, 20, 0.05, "--status-every=4", "--fail-at=7"))
+    info = wait_state("stale", FINAL_STATES, workspace)
+    assert info.state == "failed" and info.exit_code == 1
+    assert info.step == 7  # from metrics.jsonl, not the status written at step 4

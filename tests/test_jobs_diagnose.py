@@ -122,3 +122,60 @@ def test_only_the_log_tail_is_read(tmp_path):
     log.write_text("CUDA out of memory\n" + "x" * 200_000 + "\nOSError: [Errno 28] No space left on device\n")
     assert diagnose_log(log, 1).pattern == "disk_full"
     assert diagnose_log(tmp_path / "missing.log", None).pattern == "vanished"
+
+
+# Rank 1 hit a read-only run folder; torchrun then SIGTERMed rank 0, which its summary lists first.
+TORCHRUN_READ_ONLY = """\
+[medcore.jobs 12:00:00] slot 0 free; starting job: python -m torch.distributed.run ...
+Traceback (most recent call last):
+  File "medcore/rundir.py", line 70, in update_status
+OSError: [Errno 30] Read-only file system: '/ws/runs/r1/.status.json.4243.tmp'
+[medcore.train rank 1] error: OSError raised at medcore/rundir.py:70 on rank 1.
+W0101 12:00:01.000000 123 torch/distributed/elastic/multiprocessing/api.py:900] Sending process 4242 closing signal SIGTERM
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+medcore.train FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-01-01_12:00:01
+  host      : vm
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 4242)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 4242
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-01-01_12:00:00
+  host      : vm
+  rank      : 1 (local_rank: 1)
+  exitcode  : 1 (pid: 4243)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================
+"""
+
+
+def test_a_signal_torchrun_sent_the_survivors_never_outranks_the_real_error():
+    diag = diagnose_text(TORCHRUN_READ_ONLY, exit_code=1)
+    assert diag.pattern == "read_only" and "read-only" in diag.reason and "memory" not in diag.hint
+    # Whatever the first rank died of, the survivors' SIGTERM is not "killed": the rank's own error is named.
+    other = TORCHRUN_READ_ONLY.replace("OSError: [Errno 30] Read-only file system", "ValueError: bad value")
+    assert diagnose_text(other, exit_code=1).reason == "The trainer raised ValueError (the message is in train.log)."
+    # A root cause that was itself a polite signal names who may have sent it, without an out-of-memory guess.
+    outside = TORCHRUN_SIGKILL.replace("exitcode  : -9", "exitcode  : -15")
+    diag = diagnose_text(outside, exit_code=1)
+    assert diag.pattern == "rank_signalled" and "SIGTERM" in diag.reason and "memory" not in diag.hint
+
+
+def test_the_earliest_root_cause_wins_and_only_the_latest_attempt_counts():
+    # The disk filled first; the NCCL timeout on the other rank followed from it.
+    log = "OSError: [Errno 28] No space left on device\n[E ProcessGroupNCCL.cpp:475] Watchdog caught collective " \
+          "operation timeout\n"  # fmt: skip
+    assert diagnose_text(log).pattern == "disk_full"
+    # An attempt that ran out of memory was resumed; today's failure is the killed rank, not that old OOM.
+    resumed = (
+        "CUDA out of memory\n[medcore.jobs 12:00:00] slot 0 free; starting job: torchrun ...\n" + TORCHRUN_SIGKILL
+    )
+    assert diagnose_text(resumed).pattern == "rank_killed"

@@ -1,4 +1,5 @@
-"""LoRA target modules resolved per architecture (llama-style, GPT-2, BERT, all-linear), on meta-device models."""
+"""LoRA target modules resolved per architecture (llama-style, GPT-2, BERT, all-linear), on meta-device models; a
+partial match of a preset group is refused unless the modules are named."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
 )
 
 from medcore.errors import MedcoreError
@@ -94,3 +97,33 @@ def test_apply_lora_trains_only_adapters_and_the_new_head():
     assert trainable and all("lora_" in n or "classifier" in n for n in trainable)
     assert any(".query.lora_A" in n for n in trainable) and not any(".key.lora_" in n for n in trainable)
     assert apply_lora(LLAMA(), None, "causal-lm").__class__ is LlamaForCausalLM  # `full`: no wrapping
+
+
+def PHI3():
+    config = Phi3Config(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=0,
+    )
+    return Phi3ForCausalLM(config)
+
+
+def test_a_partial_match_is_an_error_listing_found_and_missing():
+    # Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj: only o_proj and down_proj carry llama names.
+    model = meta(PHI3)
+    with pytest.raises(MedcoreError) as err:
+        resolve_target_modules(model, "auto", "phi-3-tiny")
+    message = str(err.value)
+    assert "matches model 'phi-3-tiny' only in part" in message
+    assert "it has o_proj, down_proj but not q_proj, k_proj, v_proj, gate_proj, up_proj" in message
+    assert "qkv_proj" in message and "gate_up_proj" in message and "target_modules" in message
+    with pytest.raises(MedcoreError, match="No LoRA target modules for 'query-value'"):
+        resolve_target_modules(model, "query-value", "phi-3-tiny")
+    # Named explicitly, the same layers are taken as asked.
+    named = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    assert resolve_target_modules(model, named) == named
+    assert resolve_target_modules(model, "o_proj,down_proj") == ["o_proj", "down_proj"]

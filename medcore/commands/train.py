@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+from pathlib import Path
 
 from medcore.errors import MedcoreError
 
@@ -29,29 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def stream_job(command: list[str], log_path) -> int:
-    """Run the launcher in the foreground, copying its output to the terminal and to train.log.
+    """Run the job in the foreground, its train.log (`log_path`) echoed to the terminal; returns torchrun's exit code.
 
-    Ctrl-C reaches the whole foreground process group, so the ranks save a checkpoint and stop.
+    This process supervises it (medcore.jobs.foreground): Ctrl-C, SIGTERM or a closed terminal make the ranks save a
+    checkpoint and stop, and `medcore runs` sees, stops and resumes the run like a detached one.
     """
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        while True:
-            try:
-                chunk = proc.stdout.read1(65536)
-            except KeyboardInterrupt:
-                continue  # the ranks got the same SIGINT and are saving; keep streaming until they exit
-            if not chunk:
-                break
-            log_file.write(chunk)
-            log_file.flush()
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-        while True:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:
-                continue
+    from medcore.jobs.foreground import run_foreground
+    from medcore.rundir import RunDir
+
+    return run_foreground(RunDir(Path(log_path).parent), command)
 
 
 def summarise(rd) -> str:

@@ -41,6 +41,15 @@ def _p(name: str, regex: str, reason: str, hint: str) -> Pattern:
     return Pattern(name, re.compile(regex, re.MULTILINE), reason, hint)
 
 
+# torchrun's failure summary: "Root Cause (first observed failure):" then the first failed rank and its exit code.
+ROOT_CAUSE_RANK = (
+    r"Root Cause \(first observed failure\):\s*\n(?:[^\n]*\n){0,4}?\s*rank\s*:\s*(?P<rank>\d+)[^\n]*\n"
+    r"\s*exitcode\s*:\s*"
+)
+# Written by the launcher (supervisor or foreground `medcore train`) as each attempt starts: a diagnosis reads only the
+# log of the latest attempt, never an error a resumed run already got past.
+ATTEMPT_MARK = "starting job: "
+
 # Order matters: root causes before their consequences (an OOM-killed rank also breaks its peers'
 # connections, so "out of memory" and "killed by signal" outrank "connection closed by peer").
 # Reasons only quote what is safe to store: schema names, signal numbers, MedCore's own messages
@@ -90,11 +99,27 @@ PATTERNS: tuple[Pattern, ...] = (
         "Free disk space or keep fewer checkpoints (the spec's keep_last_k), then resume.",
     ),
     _p(
+        "read_only",
+        r"Read-only file system|\[Errno 30\]",
+        "The run folder is on a read-only filesystem: the job could not write its checkpoints, metrics or status.",
+        "Make the run folder writable again (check the mount: `mount | grep <folder>`; a disk error can remount it "
+        "read-only, see `dmesg`), then " + RESUME_TAIL,
+    ),
+    # Only torchrun's root cause (the first rank to fail), and only a signal nobody polite sends: once one rank fails,
+    # torchrun SIGTERMs the survivors, and those -15s are consequences, never the cause.
+    _p(
         "rank_killed",
-        r"rank\s*:\s*(?P<rank>\d+)[^\n]*\n\s*exitcode\s*:\s*-(?P<sig>\d+)",
+        ROOT_CAUSE_RANK + r"-(?P<sig>(?!(?:1|2|15)\b)\d+)",
         "Rank {rank} was killed by signal {signal_name}.",
         "SIGKILL without a traceback is usually the kernel's out-of-memory killer (see `dmesg`) or a scheduler "
         "limit; " + RESUME_TAIL,
+    ),
+    _p(
+        "rank_signalled",
+        ROOT_CAUSE_RANK + r"-(?P<sig>1|2|15)\b",
+        "Rank {rank} was stopped by signal {signal_name} from outside the job.",
+        "Something other than MedCore stopped it (a closed terminal, `kill`, a scheduler or a shutdown); "
+        + RESUME_TAIL,
     ),
     _p(
         "peer_lost",
@@ -141,8 +166,19 @@ def _format(pattern: Pattern, match: re.Match) -> str:
     return pattern.reason.format(**fields)
 
 
+# Failures that cause others rather than follow from them; the earliest in the log is the root cause.
+ROOT_CAUSES = ("gpu_oom", "host_oom", "disk_full", "read_only", "rank_killed", "nccl_timeout", "rendezvous_timeout",
+               "port_in_use")  # fmt: skip
+
+
 def diagnose_text(text: str, exit_code: int | None = None) -> Diagnosis:
-    """The first known pattern found in `text` (table order); else a reason from the exit code."""
+    """The root cause that appears first in the latest attempt's log; else the first other known pattern (table
+    order); else a reason from the exit code."""
+    text = text[text.rfind(ATTEMPT_MARK) + 1 :] if ATTEMPT_MARK in text else text
+    causes = [(m.start(), p, m) for p in PATTERNS if p.name in ROOT_CAUSES and (m := p.regex.search(text))]
+    if causes:
+        _, pattern, match = min(causes, key=lambda c: c[0])
+        return Diagnosis(_format(pattern, match), pattern.hint, pattern.name)
     for pattern in PATTERNS:
         # python_error: the last exception raised is the most specific one.
         matches = list(pattern.regex.finditer(text))

@@ -22,11 +22,21 @@ from medcore.jobs.state import (
     find_run,
     observe_run,
     read_launch,
+    settle_abandoned,
     settle_final_state,
     update_launch,
     write_request,
 )
-from medcore.procs import check_port, free_port, is_alive, python_module, signal_group, spawn_detached, terminate_job
+from medcore.procs import (
+    check_port,
+    free_port,
+    is_alive,
+    python_module,
+    signal_group,
+    signal_ranks,
+    spawn_detached,
+    terminate_job,
+)
 from medcore.rundir import FINAL_STATES, RunDir
 from medcore.workspace import Workspace, get_workspace
 
@@ -248,20 +258,26 @@ def cancel_run(run_id: str, ws: Workspace | None = None, grace_s: float = 10.0) 
         signal_group(job.get("pgid"), signal.SIGTERM)  # start shutting down now; the supervisor escalates
     deadline = time.monotonic() + grace_s + 15.0
     while time.monotonic() < deadline and is_alive(read_launch(rd).get("supervisor")):
-        if rd.read_status().get("state") in FINAL_STATES:
+        # Not the trainer's own "stopped" (written while ranks still tear down): the launcher's end record, written
+        # once every process of the job is gone.
+        if _settled(rd.read_status()):
             return observe_run(rd)
         time.sleep(0.2)
     # The supervisor is gone (killed) or stuck: finish the job off from here.
     launch = read_launch(rd)
     job = launch.get("torchrun") or {}
     terminate_job(job.get("pgid") if is_alive(job) else None, launch.get("tag"), grace_s)
-    if rd.read_status().get("state") not in FINAL_STATES:
-        settle_final_state(rd, None)
+    if not _settled(rd.read_status()):
+        settle_abandoned(rd)  # the cancel request makes it `cancelled`, whatever the trainer wrote last
     return observe_run(rd)
 
 
+def _settled(status: dict[str, Any]) -> bool:
+    return status.get("state") in FINAL_STATES and status.get("ended_at") is not None
+
+
 def stop_run(run_id: str, ws: Workspace | None = None) -> RunInfo:
-    """ "Save and stop": SIGINT to the torchrun group; the trainer checkpoints and exits with state `stopped`."""
+    """ "Save and stop": SIGINT to the ranks; the trainer checkpoints and exits 0 with state `stopped`."""
     rd = find_run(run_id, ws)
     info = observe_run(rd)
     job = read_launch(rd).get("torchrun")
@@ -271,7 +287,8 @@ def stop_run(run_id: str, ws: Workspace | None = None) -> RunInfo:
             f"(a queued one can be cancelled). Running runs: {_ids_in(('running',), ws)}."
         )
     write_request(rd, "stop")
-    signal_group(job["pgid"], signal.SIGINT)
+    if not signal_ranks(job, signal.SIGINT):
+        signal_group(job["pgid"], signal.SIGINT)  # no rank started yet (rendezvous): torchrun ends the job
     return observe_run(rd)
 
 

@@ -10,6 +10,7 @@ the final state to status.json. Its own output goes to RUN_DIR/train.log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,7 +20,8 @@ import time
 from pathlib import Path
 
 from medcore.jobs import queue
-from medcore.jobs.state import read_launch, read_request, settle_final_state, update_launch
+from medcore.jobs.diagnose import ATTEMPT_MARK
+from medcore.jobs.state import read_launch, read_request, record_run_end, settle_final_state, update_launch
 from medcore.procs import (
     JOB_TAG_ENV,
     free_port,
@@ -38,7 +40,9 @@ _terminated = False
 
 
 def log(message: str) -> None:
-    print(f"[medcore.jobs {time.strftime('%H:%M:%S')}] {message}", flush=True)
+    # Its output is train.log: on a full or read-only disk a log line is lost, never the final state after it.
+    with contextlib.suppress(OSError):
+        print(f"[medcore.jobs {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -121,8 +125,9 @@ def run_supervised(rd: RunDir) -> int:
         settle_final_state(rd, None)
         return 0
     command = resolve_command(rd, launch)
+    rd.clear_exits()  # the ranks of this attempt record their own exits
     rd.update_status(state="starting", error=None, hint=None, exit_code=None, ended_at=None)
-    log(f"slot {slot.index} free; starting: {' '.join(command)}")
+    log(f"slot {slot.index} free; {ATTEMPT_MARK}{' '.join(command)}")
     with open(rd.log, "ab") as log_file:
         proc = subprocess.Popen(
             command,
@@ -144,7 +149,8 @@ def run_supervised(rd: RunDir) -> int:
     slot.release()
     final = settle_final_state(rd, exit_code)
     log(f"job exited with code {exit_code}; state {final.get('state')}")
-    record_run_end(ws, rd)
+    if "write_error" not in final:  # else observers settle it again, and record the end once it can be written
+        record_run_end(rd, log)
     if final.get("state") == "completed":
         evaluate_after(rd)
     return 0
@@ -162,18 +168,6 @@ def evaluate_after(rd: RunDir) -> None:
     with open(rd.log, "ab") as log_file:
         subprocess.run(python_module("medcore.evaluate.after_run", str(rd.path)), stdin=subprocess.DEVNULL,
                        stdout=log_file, stderr=subprocess.STDOUT, check=False)  # fmt: skip
-
-
-def record_run_end(ws: Workspace, rd: RunDir) -> None:
-    """Compact the run's metrics to Parquet and refresh the catalog snapshot (both best effort)."""
-    from medcore.store import compact_run_metrics
-    from medcore.store.catalog import refresh_catalog
-
-    try:
-        compact_run_metrics(rd.path)
-    except Exception as exc:  # a failed compaction only costs speed: the JSONL stays the truth
-        log(f"metrics not compacted: {type(exc).__name__}")
-    refresh_catalog(ws, tables=("runs",))
 
 
 def main(argv: list[str] | None = None) -> int:

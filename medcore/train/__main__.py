@@ -8,19 +8,24 @@
 
 RUN_DIR holds spec.json and ds_config.json (written by `medcore train` / medcore.train.prepare_run_dir).
 Reads top to bottom: parse -> validate -> set up (process group) -> train -> clean up. Failures end with
-state "failed" plus error and hint in status.json; SIGINT/SIGTERM save a checkpoint and end "stopped" (exit 0).
+state "failed" plus error and hint in status.json (an exception's type and MedCore location, never a library's
+message: it may quote patient text); SIGINT/SIGTERM/SIGHUP save a checkpoint and end "stopped" (exit 0). Each rank
+records its exit code in RUN_DIR/exits/. Models load from local files only unless the spec sets allow_downloads.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import traceback
+import threading
 from pathlib import Path
 
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json
+from medcore.train.failure import describe_exception, format_traceback
+from medcore.train.spec import set_offline_mode
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,8 +39,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def fail(rd: RunDir, rank: int, error: str, hint: str) -> None:
     """Record the failure. Every rank may write (rank 0 may be the one that is missing); messages carry no note text."""
-    rd.update_status(state="failed", error=error, hint=hint, failed_rank=rank)
+    with contextlib.suppress(OSError):  # a full or read-only disk: the launcher names that cause from the log
+        rd.update_status(state="failed", error=error, hint=hint, failed_rank=rank)
     print(f"[medcore.train rank {rank}] error: {error}\n  hint: {hint}", file=sys.stderr, flush=True)
+
+
+def print_scrubbed(exc_type, exc, tb) -> None:
+    """sys.excepthook for the trainer: the traceback without library messages (medcore.train.failure)."""
+    print(format_traceback(exc.with_traceback(tb)), file=sys.stderr, flush=True)
+
+
+def print_scrubbed_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        print_scrubbed(args.exc_type, args.exc_value, args.exc_traceback)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    set_offline_mode(spec_data)  # before transformers is imported: huggingface_hub reads it once, at import
+    sys.excepthook = print_scrubbed  # whatever escapes below (or a thread's failure) is printed without its message
+    threading.excepthook = print_scrubbed_thread
+    code = 1
+    try:
+        code = train(rd, rank, spec_data, args)
+    finally:
+        rd.record_exit(rank, code)  # the evidence an observer settles the run from if the launcher is gone
+    return code
+
+
+def train(rd: RunDir, rank: int, spec_data: dict, args: argparse.Namespace) -> int:
     from medcore.train.distributed import DistributedStartError, init_distributed, shutdown
     from medcore.train.runner import run_training
 
@@ -65,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         fail(rd, rank, str(exc), "Fix the input named above, then resume or relaunch the run.")
         return 1
     except Exception as exc:
-        traceback.print_exc()
-        # Type and first line only: library messages can quote inputs, and the status is shown in the console.
-        first = (str(exc).splitlines() or [""])[0][:300]
+        # Type and MedCore location only, in the status and the log: library messages can quote inputs (a label,
+        # a value from a note), and the status is shown in the console.
+        print(format_traceback(exc), file=sys.stderr, flush=True)
         fail(
             rd,
             rank,
-            f"{type(exc).__name__} on rank {rank}: {first}",
+            f"{describe_exception(exc)} on rank {rank}.",
             "See the traceback in train.log (`medcore runs logs RUN_ID --tail 50`); resume from the last checkpoint.",
         )
         return 1

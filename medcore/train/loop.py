@@ -49,12 +49,13 @@ class Job:
 
 
 def install_signal_handlers(job: Job) -> None:
-    """SIGINT/SIGTERM mean "save and stop": the flag is all-reduced each step, so every rank stops at the same step."""
+    """SIGINT/SIGTERM/SIGHUP mean "save and stop": the flag is all-reduced each step, so every rank stops at the same
+    step. SIGHUP is what torchrun forwards when the terminal of a foreground run closes."""
 
     def handler(signum, frame):
         job.stop_requested = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
 
 

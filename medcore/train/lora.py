@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medcore.errors import MedcoreError
 from medcore.train.presets import LoraPresetConfig
 
@@ -59,10 +61,22 @@ def resolve_target_modules(model, target: str | list[str], model_name: str = "mo
                 "or use auto / all-linear."
             )
         return target
-    for family in FAMILIES.values():
-        found = [name for name in family[target] if name in present]
-        if found:
+    matches = {name: [n for n in family[target] if n in present] for name, family in FAMILIES.items()}
+    for name, found in matches.items():
+        if found == FAMILIES[name][target]:
             return found
+    partial = max(matches, key=lambda name: len(matches[name]))
+    if matches[partial]:
+        # A model of another family that shares a few names (Phi-3's fused qkv_proj / gate_up_proj next to o_proj and
+        # down_proj) would get LoRA on those few layers only: silently a different, much weaker fine-tune.
+        found = matches[partial]
+        missing = [n for n in FAMILIES[partial][target] if n not in found]
+        raise MedcoreError(
+            f"LoRA '{target}' matches model '{model_name}' only in part: of the {partial} {target} targets it has "
+            f"{', '.join(found)} but not {', '.join(missing)}. Its linear layers are: {available}. Name the modules "
+            "to adapt in target_modules of a LoRA preset (e.g. every attention and MLP projection), or use "
+            "all-linear."
+        )
     raise MedcoreError(
         f"No LoRA target modules for '{target}' in model '{model_name}' (none of the llama-style, GPT-2 or BERT "
         f"names). Its linear layers are: {available}. List target_modules explicitly in the LoRA preset."
@@ -99,18 +113,29 @@ def apply_lora(model, preset: LoraPresetConfig | None, task: str, model_name: st
     return get_peft_model(model, lora_config_for(model, preset, task, model_name))
 
 
-def build_meta_model(source, task: str, num_labels: int | None = None):
-    """The model's architecture on the meta device (no weights read): enough to list its layers cheaply."""
+def build_meta_model(source, task: str, num_labels: int | None = None, allow_downloads: bool = False):
+    """The model's architecture on the meta device (no weights read): enough to list its layers cheaply.
+
+    Only local files are read (a folder or the Hugging Face cache) unless `allow_downloads`.
+    """
     import torch
     from transformers import AutoConfig
 
     from medcore.models import auto_model_class
 
+    kwargs = {"num_labels": num_labels} if num_labels else {}
     try:
-        config = AutoConfig.from_pretrained(source, **({"num_labels": num_labels} if num_labels else {}))
+        config = AutoConfig.from_pretrained(source, local_files_only=not allow_downloads, **kwargs)
     except OSError:
+        if allow_downloads or Path(str(source)).exists():
+            raise MedcoreError(
+                f"Cannot read the model config of '{source}': give a local model folder or registry name."
+            ) from None
         raise MedcoreError(
-            f"Cannot read the model config of '{source}': give a local model folder or registry name."
+            f"Model '{source}' is not on this machine, and MedCore does not download models unless asked. Fetch it "
+            f"once where the hub is reachable (`hf download {source}`, then copy ~/.cache/huggingface here, or "
+            f"`hf download {source} --local-dir DIR` and give DIR as the model), or allow this run to download it with "
+            "allow_downloads=true (or MEDCORE_ALLOW_DOWNLOADS=1)."
         ) from None
     auto = auto_model_class(task)
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from medcore.train.spec import RunSpec
+from medcore.train.spec import RunSpec, downloads_allowed
 from medcore.workspace import Workspace, get_workspace
 
 GB = 1024**3
@@ -60,7 +60,7 @@ def count_parameters(spec: RunSpec, ws: Workspace) -> tuple[int, int, object]:
         from medcore.train.data import head_labels
 
         num_labels = max(2, len(head_labels(spec.task, read_manifest(ws, spec.dataset).label_set)))
-    model = build_meta_model(resolve_model_path(spec.model, ws), spec.task, num_labels)
+    model = build_meta_model(resolve_model_path(spec.model, ws), spec.task, num_labels, downloads_allowed(spec))
     model = apply_lora(model, load_lora_preset(spec.lora), spec.task, spec.model)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

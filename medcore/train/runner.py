@@ -198,6 +198,7 @@ def run_training(rd: RunDir, ctx: DistContext, resume: bool) -> int:
         if ctx.is_main:
             rd.update_status(
                 state="stopped",
+                step=step,  # the last status write may be a second (several steps) old
                 error=None,
                 hint=f"Saved on request. Resume with `medcore runs resume {rd.run_id}`.",
             )

@@ -81,6 +81,11 @@ class RunSpec(BaseModel):
     allow_unredacted: bool = Field(
         False, description="Train on a dataset not marked redacted. Audited; only for data already de-identified."
     )
+    allow_downloads: bool = Field(
+        False,
+        description="Let this run download a hub model it does not find locally (also: MEDCORE_ALLOW_DOWNLOADS=1). "
+        "Off: MedCore never contacts the model hub; fetch a model once with `hf download ID`.",
+    )
 
     @model_validator(mode="after")
     def _check_topology(self) -> RunSpec:
@@ -93,6 +98,25 @@ class RunSpec(BaseModel):
     @property
     def world_size(self) -> int:
         return self.nproc_per_node * self.nnodes
+
+
+ALLOW_DOWNLOADS_ENV = "MEDCORE_ALLOW_DOWNLOADS"
+
+
+def downloads_allowed(spec: RunSpec | dict) -> bool:
+    """Whether this run may contact the model hub: only when the spec or the environment says so explicitly."""
+    asked = spec.get("allow_downloads") if isinstance(spec, dict) else spec.allow_downloads
+    return bool(asked) or os.environ.get(ALLOW_DOWNLOADS_ENV, "").lower() in ("1", "true", "yes")
+
+
+def set_offline_mode(spec: RunSpec | dict) -> None:
+    """Make this process load models from local files only (HF_HUB_OFFLINE), unless downloads are allowed.
+
+    Call before transformers/huggingface_hub are imported: they read the variable once, at import.
+    """
+    if not downloads_allowed(spec):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def parse_overrides(items: list[str] | dict[str, Any] | None) -> dict[str, Any]:

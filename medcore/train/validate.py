@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from medcore.errors import MedcoreError
-from medcore.train.spec import RunSpec
+from medcore.train.spec import RunSpec, downloads_allowed
 from medcore.workspace import Workspace
 
 EVAL_METRICS = {
@@ -65,7 +65,7 @@ def _check_device(spec: RunSpec, problems: list[str]) -> None:
     if spec.nproc_per_node > limit:
         what = f"{limit} GPU(s)" if device == "cuda" else f"{limit} CPU core(s)"
         problems.append(
-            f"nproc_per_node is {spec.nproc_per_node} but this machine has {what}; use --nproc {limit} or fewer"
+            f"nproc_per_node is {spec.nproc_per_node} but this machine has {what}; {{option:nproc_per_node={limit}}} or fewer"
         )
 
 
@@ -130,7 +130,7 @@ def _check_model(spec: RunSpec, ws: Workspace, info: dict | None, problems: list
         preset = None
     try:
         source = resolve_model_path(spec.model, ws)
-        model = build_meta_model(source, spec.task, (info or {}).get("num_labels"))
+        model = build_meta_model(source, spec.task, (info or {}).get("num_labels"), downloads_allowed(spec))
     except MedcoreError as exc:
         problems.append(str(exc).rstrip("."))
         return

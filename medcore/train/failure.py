@@ -1,0 +1,83 @@
+"""What a failed rank may record: the exception's type and where in MedCore it was raised, never a library's message.
+
+A library exception can quote its input (a KeyError names the missing label, a ValueError the value it could not
+parse), and status.json, train.log and the Runs page must never hold patient text. MedcoreError messages are kept:
+they are written to name files, rows and columns only.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from pathlib import Path
+
+from medcore.errors import MedcoreError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding medcore/
+WITHHELD = "(message withheld: a library's message may quote patient data)"
+# Fixed phrases of infrastructure failures, repeated (never the message around them) so that medcore.jobs.diagnose
+# still finds the cause in train.log: out of memory, a full or read-only disk, a lost peer, a taken port.
+KNOWN_PHRASES = re.compile(
+    r"CUDA out of memory|DefaultCPUAllocator: can't allocate memory|No space left on device|Disk quota exceeded"
+    r"|Read-only file system|Connection closed by peer|Connection reset by peer|Address already in use"
+)
+
+
+def medcore_location(exc: BaseException) -> str | None:
+    """`medcore/<file>.py:<line>` of the innermost MedCore frame of `exc`'s traceback (where the library was called)."""
+    package = PACKAGE_ROOT / "medcore"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename)
+        if path.is_relative_to(package):
+            return f"{path.relative_to(PACKAGE_ROOT)}:{frame.lineno}"
+    return None
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One PHI-free line: a MedcoreError's own message, else the exception's type and its MedCore location."""
+    if isinstance(exc, MedcoreError):
+        return str(exc)
+    where = medcore_location(exc)
+    what = type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        what += f" ({exc.strerror})"  # system text, e.g. "No space left on device"; the file name is left out
+    return f"{what} raised at {where}" if where else f"{what} raised outside MedCore"
+
+
+def safe_message(exc: BaseException) -> str:
+    """What may be printed of `exc`'s message: all of a MedcoreError's; an OSError's errno and system text (not the
+    file name); known infrastructure phrases of anything else."""
+    if isinstance(exc, MedcoreError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno and exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    phrases = sorted(set(KNOWN_PHRASES.findall(str(exc))))
+    return f"{WITHHELD[:-1]}; it mentions: {', '.join(phrases)})" if phrases else WITHHELD
+
+
+def _qualified(exc: BaseException) -> str:
+    module = type(exc).__module__
+    return type(exc).__qualname__ if module == "builtins" else f"{module}.{type(exc).__qualname__}"
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback Python would print (chained exceptions included) with every library message withheld."""
+    chain: list[tuple[BaseException, str]] = []
+    seen: set[int] = set()
+    current, link = exc, ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "The above exception was the direct cause of the following exception:"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "During handling of the above exception, another exception occurred:"
+        else:
+            current = None
+    parts = []
+    for item, link_to_next in reversed(chain):  # oldest first, as Python prints them
+        frames = "".join(traceback.format_tb(item.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{_qualified(item)}: {safe_message(item)}\n")
+        if link_to_next:
+            parts.append(f"\n{link_to_next}\n\n")
+    return "".join(parts)
