@@ -211,13 +211,13 @@ def test_the_cls_only_last_layer_gives_the_models_own_logits():
         LlamaForSequenceClassification,
     )
 
-    from medcore.evaluate.cls_forward import cls_logits, supports_cls_forward
+    from medcore.cls_only import cls_logits, supports_cls_only
     from medcore.models import minilm_path
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     net = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=3).eval()
-    assert supports_cls_forward(net)
+    assert supports_cls_only(net)
     texts = [note[: 40 * (i + 1)] for i, note in enumerate(demo_notes()["text"].head(6))]
     pairs = list(reversed(texts))
     for encoded in (
@@ -230,4 +230,4 @@ def test_the_cls_only_last_layer_gives_the_models_own_logits():
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     llama = LlamaForSequenceClassification(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
                                                        num_hidden_layers=1, num_attention_heads=2, num_labels=2))  # fmt: skip
-    assert not supports_cls_forward(llama)
+    assert not supports_cls_only(llama)

@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"fileio"},
     {"workspace"},
     {"access"},  # users, roles, Actor, the signed audit log: below every package that takes an Actor
-    {"rundir", "procs", "models"},
+    {"rundir", "procs", "models", "cls_only"},
     {"token_windows", "job_folder"},
     {"store"},
     {"data"},

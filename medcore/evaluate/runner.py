@@ -1,18 +1,22 @@
-"""Run a classification model over a dataset split and score it with 95% CIs: the engine of `medcore eval run`.
+"""Run a model over a dataset split and score it with 95% CIs: the engine of `medcore eval run`.
 
     medcore eval run RUN_ID --dataset notes-redacted --split test --json   # a run's adapter on its base model
     medcore eval run minilm --dataset notes-redacted                       # a base model, fresh head: chance floor
+    medcore eval run tiny-llama --dataset qa-redacted --max-new-tokens 32  # generation, greedy
+    medcore eval run 'openai:http://127.0.0.1:8000/v1#qa' --dataset qa-redacted   # an OpenAI-compatible endpoint
 
-A run is loaded as its adapter merged into its base model; a base model gets a new head, drawn from a fixed seed so
-the same base gives the same scores. Every run of a split writes evals/<eval_id>/ (see medcore.evaluate.results).
+evaluate_model dispatches on the dataset's task (a run must have the same task):
+- classification: class probabilities, every classification metric (medcore.evaluate.subgroups), here;
+- token-classification: entity-level precision, recall and F1 (medcore.evaluate.entities);
+- causal-lm: greedy generation, exact match, token F1, ROUGE-L, embedding similarity (medcore.evaluate.generation).
+What a model argument names and how it loads: medcore.evaluate.sources. Every run of a split writes
+evals/<eval_id>/ (see medcore.evaluate.results).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -20,27 +24,36 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from medcore import __version__
+from medcore.cls_only import cls_logits, supports_cls_only
 from medcore.data.manifest import DatasetManifest, load_split, read_manifest
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig
-from medcore.evaluate.cls_forward import cls_logits, supports_cls_forward
+from medcore.evaluate.entities import score_token_split
+from medcore.evaluate.generation import score_generation_split
 from medcore.evaluate.predictions import Predictions, subgroup_values
 from medcore.evaluate.results import write_eval
+from medcore.evaluate.row_scores import TaskScores
+from medcore.evaluate.sources import (
+    CLASSIFIER_TASKS,
+    FRESH_HEAD_SEED,
+    MAX_LENGTH,
+    SUPPORTED_TASKS,
+    ModelSource,
+    build_network,
+    check_source_task,
+    check_task,
+    model_identity,
+    resolve_source,
+)
 from medcore.evaluate.subgroups import score_predictions
-from medcore.fileio import sha256_files
-from medcore.jobs.state import find_run
-from medcore.models import PAIR_TRUNCATION, REGISTRY_NAMES, load_model, load_tokenizer, resolve_model_path
-from medcore.rundir import ADAPTER_CONFIG, RunDir
-from medcore.train.spec import RunSpec, load_spec
+from medcore.models import PAIR_TRUNCATION, load_tokenizer
+from medcore.rundir import RunDir
+from medcore.train.spec import load_spec
 from medcore.workspace import Workspace
 
-SUPPORTED_TASKS = ("classification",)
-FRESH_HEAD_SEED = 0  # a base model's new head: seeded, so a baseline is reproducible
-FULL_MODEL_DIR = "model"  # where a full fine-tune (lora: full) leaves its weights, instead of adapter/
-MODEL_CONFIG = "config.json"  # a Hugging Face model folder's config
-MAX_LENGTH = RunSpec.model_fields["max_length"].default  # a base model's truncation: a default run's max_length
 SHOWN_LABELS = 20
-BASE_CLASSIFIERS = ("minilm",)  # registry encoders a picker offers as the untuned baseline
+BASE_MODELS = {"classification": ("minilm",), "token-classification": ("minilm",), "causal-lm": ("tiny-llama",)}
+BASE_CLASSIFIERS = BASE_MODELS["classification"]  # registry encoders a picker offers as the untuned baseline
 Progress = Callable[[int, int], None]  # (examples done, examples in the split)
 _BOOT = BootstrapConfig.model_fields
 
@@ -51,8 +64,10 @@ class EvalRunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(
-        description="A run id (its adapter on its base model), or a registry model (minilm, tiny-llama) or model "
-        "folder with a fresh, untrained head (a chance baseline)."
+        description="A run id (its adapter on its base model), a registry model (minilm, tiny-llama) or model "
+        "folder (a fresh, untrained head where the task needs one: a chance baseline), or an OpenAI-compatible "
+        "endpoint for generation, openai:URL#MODEL (/v1/completions, the training prompt format) or "
+        "openai-chat:URL#MODEL (/v1/chat/completions); its key is read from $MEDCORE_EVAL_API_KEY."
     )
     dataset: str = Field(description="Workspace dataset to evaluate on (see `medcore data list`).")
     split: Literal["train", "validation", "test"] = Field("test", description="Split to evaluate (default test).")
@@ -61,77 +76,35 @@ class EvalRunConfig(BaseModel):
     )
     seed: int = Field(_BOOT["seed"].default, ge=0, description=_BOOT["seed"].description)
     resamples: int = Field(_BOOT["resamples"].default, ge=100, le=100_000, description=_BOOT["resamples"].description)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """What a `model` argument names: a run's trained weights on its base model, or a base model alone."""
-
-    base: str  # registry name, folder or hub id of the base model
-    run: RunDir | None = None
-    spec: RunSpec | None = None
-
-    @property
-    def weights(self) -> Path | None:
-        """The run's trained weights: its adapter folder, or the whole model of a full fine-tune."""
-        if self.run is None or self.spec is None:
-            return None
-        return self.run.path / FULL_MODEL_DIR if self.spec.lora == "full" else self.run.adapter
-
-
-def resolve_source(model: str, ws: Workspace) -> ModelSource:
-    """A run id -> its validated run; a registry name, folder or hub id -> a base model.
-
-    Raises:
-        MedcoreError: an unknown run (listing runs), a run of another task, or a run without trained weights.
-    """
-    is_run = "/" not in model and not model.startswith(".") and (ws.runs / model).is_dir()
-    if not is_run and (model in REGISTRY_NAMES or "/" in model or Path(model).expanduser().exists()):
-        return ModelSource(base=model)
-    try:
-        rd = find_run(model, ws)
-    except MedcoreError as exc:
-        raise MedcoreError(
-            f"{exc} Or pass a registry model ({', '.join(REGISTRY_NAMES)}) or a model folder."
-        ) from None
-    spec = load_spec(rd.spec)
-    check_task(spec.task, f"Run '{rd.run_id}'")
-    source = ModelSource(base=spec.model, run=rd, spec=spec)
-    if not (source.weights / (MODEL_CONFIG if spec.lora == "full" else ADAPTER_CONFIG)).exists():
-        state = rd.read_status().get("state", "unknown")
-        raise MedcoreError(
-            f"Run '{rd.run_id}' has no adapter yet ({source.weights} is missing or incomplete; state: {state}). "
-            f"Wait for it to complete (`medcore runs status {rd.run_id}`), or resume it if it stopped or failed "
-            f"(`medcore runs resume {rd.run_id}`), then evaluate again."
-        )
-    return source
+    max_new_tokens: int = Field(
+        64, ge=1, le=4096, description="Generation (causal-lm datasets): most tokens per answer, greedy (default 64)."
+    )
+    keep_outputs: bool = Field(
+        False,
+        description="Generation and token classification: also write the model's outputs (generated text, predicted "
+        "spans) to outputs.parquet in the eval folder. They may hold PHI: off by default.",
+    )
 
 
 def evaluable_models(ws: Workspace, dataset: str | None = None) -> list[str]:
-    """What `eval run` accepts, for pickers: completed runs of a supported task (those trained on `dataset` first,
-    newest first), then the registry's encoders (a base model with a fresh head: the chance floor)."""
+    """What `eval run` accepts, for pickers: completed runs of a supported task (of `dataset`'s task only, when it is
+    given and has one; those trained on it first, newest first), then the registry's base models for that task (the
+    chance floor; the encoders when no task is known)."""
+    task = read_manifest(ws, dataset).task if dataset else None
     runs = [rd for rd in (RunDir(path) for path in ws.runs.glob("*")) if rd.spec.exists()] if ws.runs.exists() else []
     done = []
     for rd in runs:
         spec = load_spec(rd.spec)
-        if spec.task in SUPPORTED_TASKS and rd.read_status().get("state") == "completed":
+        fits = spec.task == task if task in SUPPORTED_TASKS else spec.task in SUPPORTED_TASKS
+        if fits and rd.read_status().get("state") == "completed":
             done.append((spec.dataset != dataset, -rd.path.stat().st_mtime, rd.run_id))
-    return [run_id for *_, run_id in sorted(done)] + list(BASE_CLASSIFIERS)
-
-
-def check_task(task: str | None, what: str) -> None:
-    if task not in SUPPORTED_TASKS:
-        raise MedcoreError(
-            f"{what} is a {task or 'text-only (no task)'} {'run' if what.startswith('Run') else 'dataset'}; "
-            f"`medcore eval run` supports {', '.join(SUPPORTED_TASKS)} today. Score other models' predictions "
-            "with `medcore eval metrics PREDICTIONS_FILE`."
-        )
+    return [run_id for *_, run_id in sorted(done)] + list(BASE_MODELS.get(task, BASE_CLASSIFIERS))
 
 
 def dataset_labels(ws: Workspace, dataset: str) -> tuple[DatasetManifest, list[str]]:
-    """The dataset's manifest and label names (in its label order), after checking its task."""
+    """The dataset's manifest and label names (in its label order), after checking it is a classification dataset."""
     manifest = read_manifest(ws, dataset)
-    check_task(manifest.task, f"Dataset '{dataset}'")
+    check_task(manifest.task, f"Dataset '{dataset}'", CLASSIFIER_TASKS)
     return manifest, [str(label) for label in manifest.label_set]
 
 
@@ -174,7 +147,7 @@ def load_classifier(model: str, ws: Workspace, dataset: str):
         MedcoreError: see resolve_source; a dataset that is not a classification dataset; label sets that differ.
     """
     _, labels = dataset_labels(ws, dataset)
-    return classifier_for(resolve_source(model, ws), ws, dataset, labels)
+    return classifier_for(resolve_source(model, ws, CLASSIFIER_TASKS), ws, dataset, labels)
 
 
 def classifier_for(source: ModelSource, ws: Workspace, dataset: str, labels: list[str]):
@@ -184,30 +157,10 @@ def classifier_for(source: ModelSource, ws: Workspace, dataset: str, labels: lis
     head = head_labels(source, ws, dataset, labels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(FRESH_HEAD_SEED)  # a fresh head's weights; a run's trained head replaces them
-        net = build_network(source, head, ws)
+        net = build_network(source, "classification", head, ws)
     tokenizer = load_tokenizer(source.base, ws)
     tokenizer.model_max_length = source.spec.max_length if source.spec else MAX_LENGTH
     return net.to(device="cpu", dtype=torch.float32).eval(), tokenizer, head
-
-
-def build_network(source: ModelSource, head: list[str], ws: Workspace):
-    id2label = dict(enumerate(head))
-    if source.weights is None:
-        return load_model(source.base, "classification", id2label=id2label, workspace=ws)
-    if source.spec.lora == "full":
-        return load_model(str(source.weights), "classification", id2label=id2label, workspace=ws)
-    from peft import PeftModel
-
-    base = load_model(source.base, "classification", id2label=id2label, workspace=ws)
-    try:
-        return PeftModel.from_pretrained(base, source.weights).merge_and_unload()
-    except RuntimeError as exc:
-        if "size mismatch" not in str(exc):
-            raise
-        raise MedcoreError(
-            f"The adapter of run '{source.run.run_id}' does not fit {len(head)} classes: its head was trained on "
-            f"other labels than dataset '{source.spec.dataset}' now holds (re-imported since?)."
-        ) from None
 
 
 def class_probabilities(
@@ -238,7 +191,7 @@ def class_probabilities(
     segments = encoded.get("token_type_ids") if pairs is not None else None
     lengths = mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")
-    cls_only = supports_cls_forward(net)  # a BERT head reads [CLS] only: its last layer runs for that position
+    cls_only = supports_cls_only(net)  # a BERT head reads [CLS] only: its last layer runs for that position
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -327,28 +280,33 @@ def split_subgroups(frame: pd.DataFrame, manifest: DatasetManifest, split: str) 
     return {column: subgroup_values(frame[column], column, where) for column in columns}
 
 
-def weights_sha256(folder: Path) -> str:
-    """sha256 over the folder's weight files (safetensors or .bin), in name order."""
-    return sha256_files(sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")))
-
-
-def model_identity(source: ModelSource, ws: Workspace) -> dict[str, Any]:
-    """What was evaluated, by name and hash: a run and its weights, or a base model with a seeded fresh head."""
-    if source.weights is None:
-        path = resolve_model_path(source.base, ws)
-        return {"kind": "base", "name": source.base, "path": str(path), "head_seed": FRESH_HEAD_SEED}
-    return {
-        "kind": "run",
-        "run_id": source.run.run_id,
-        "base_model": source.base,
-        "weights": "full" if source.spec.lora == "full" else "adapter",
-        "weights_sha256": weights_sha256(source.weights),
-        "trained_on": source.spec.dataset,
-    }
-
-
 def eval_config(**fields: Any) -> EvalRunConfig:
     return validated(EvalRunConfig, fields, "eval run options")
+
+
+def score_classification_split(
+    source: ModelSource,
+    ws: Workspace,
+    manifest: DatasetManifest,
+    frame: pd.DataFrame,
+    subgroups: dict[str, np.ndarray],
+    options: dict[str, Any],
+    progress: Progress | None = None,
+) -> TaskScores:
+    """Class probabilities of every example and every classification metric (`medcore eval metrics --json`)."""
+    labels = [str(label) for label in manifest.label_set]
+    loaded = classifier_for(source, ws, manifest.name, labels)
+    predictions = predict_frame(frame, manifest, labels, loaded, options["model"], options["batch_size"], progress)
+    scored = as_predictions(predictions, labels, subgroups, f"{manifest.name}/{options['split']}")
+    report = score_predictions(scored, BootstrapConfig(resamples=options["resamples"], seed=options["seed"]))
+    return TaskScores(predictions, report.as_dict(), {"labels": labels})
+
+
+TASK_SCORERS = {
+    "classification": score_classification_split,
+    "token-classification": score_token_split,
+    "causal-lm": score_generation_split,
+}
 
 
 def evaluate_model(
@@ -360,40 +318,45 @@ def evaluate_model(
     seed: int = 0,
     resamples: int = 1000,
     progress: Progress | None = None,
+    max_new_tokens: int = EvalRunConfig.model_fields["max_new_tokens"].default,
+    keep_outputs: bool = False,
 ) -> dict:
-    """predict_split + every metric with its 95% CI (the JSON shape of `medcore eval metrics --json`: n, metrics,
-    per_class, subgroups), written to <workspace>/evals/<eval_id>/ (predictions.parquet, result.json,
-    config.json). Subgroups: the dataset's mapped subgroup columns, if any.
+    """Run the model over the split and score it by the dataset's task, every headline figure with its 95% CI,
+    written to <workspace>/evals/<eval_id>/ (predictions.parquet, result.json, config.json; outputs.parquet with
+    keep_outputs). Subgroups: the dataset's mapped subgroup columns, if any.
+
+    result.json: classification, the JSON shape of `medcore eval metrics --json` (n, metrics, per_class, subgroups,
+    fairness); token-classification and causal-lm, {"task", "n", "metrics", "subgroups"} (and per_type, entities).
 
     Returns:
-        {"eval_id", "path", **the metrics JSON}.
+        {"eval_id", "path", **result.json}.
     Raises:
-        MedcoreError: bad options, an empty split, and everything load_classifier raises.
+        MedcoreError: bad options, an empty split, a dataset or run of a task it does not score, a run of another
+            task than the dataset's, and what loading the model raises.
     """
-    config = eval_config(
-        model=model, dataset=dataset, split=split, batch_size=batch_size, seed=seed, resamples=resamples
-    )
-    manifest, labels = dataset_labels(ws, dataset)
+    config = eval_config(model=model, dataset=dataset, split=split, batch_size=batch_size, seed=seed,
+                         resamples=resamples, max_new_tokens=max_new_tokens, keep_outputs=keep_outputs)  # fmt: skip
+    manifest = read_manifest(ws, dataset)
+    check_task(manifest.task, f"Dataset '{dataset}'")
     if not manifest.rows.get(split):
         splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
         raise MedcoreError(f"Split '{split}' of dataset '{dataset}' has no rows; its splits: {splits}. Pick another.")
     source = resolve_source(model, ws)
+    check_source_task(source, manifest)
     frame = load_split(ws, dataset, split)  # read once: the texts to score and the subgroup columns
-    loaded = classifier_for(source, ws, dataset, labels)
-    predictions = predict_frame(frame, manifest, labels, loaded, model, batch_size, progress)
-    where = f"{dataset}/{split}"
-    scored = as_predictions(predictions, labels, split_subgroups(frame, manifest, split), where)
-    report = score_predictions(scored, BootstrapConfig(resamples=resamples, seed=seed))
-    result = report.as_dict()
+    subgroups = split_subgroups(frame, manifest, split)
+    scores = TASK_SCORERS[manifest.task](source, ws, manifest, frame, subgroups, config.model_dump(), progress)
     record = {
         **config.model_dump(),
+        "task": manifest.task,
         "dataset_content_hash": manifest.content_hash,
-        "labels": labels,
-        "rows": len(predictions),
-        "subgroups": list(scored.subgroups),
+        **scores.record,
+        "rows": len(frame),
+        "subgroups": list(subgroups),
         "model_identity": model_identity(source, ws),
         "medcore_version": __version__,
         "created_at": time.time(),
     }
-    eval_id, path = write_eval(ws, predictions, result, record)
-    return {"eval_id": eval_id, "path": str(path), **result}
+    outputs = scores.outputs if keep_outputs else None
+    eval_id, path = write_eval(ws, scores.predictions, scores.result, record, outputs)
+    return {"eval_id": eval_id, "path": str(path), **scores.result}

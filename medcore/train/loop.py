@@ -60,6 +60,7 @@ def install_signal_handlers(job: Job) -> None:
 
 
 def build_model(spec: RunSpec, ws: Workspace, label_set: list[str]):
+    from medcore.cls_only import use_cls_only_last_layer
     from medcore.models import load_model
     from medcore.train.lora import apply_lora
     from medcore.train.presets import load_lora_preset
@@ -68,6 +69,8 @@ def build_model(spec: RunSpec, ws: Workspace, label_set: list[str]):
     id2label = dict(enumerate(label_set)) if label_set else None
     model = load_model(spec.model, spec.task, id2label=id2label, workspace=ws)
     model.config.use_cache = False  # a KV cache would also switch off packed-sequence attention masking
+    if spec.task == "classification":
+        use_cls_only_last_layer(model)  # the head reads [CLS] only: the last layer skips every other position
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return apply_lora(model, load_lora_preset(spec.lora), spec.task, spec.model)
