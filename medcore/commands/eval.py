@@ -1,6 +1,8 @@
-"""`medcore eval`: run a classifier over a dataset split, or score a predictions file, with 95% confidence intervals.
+"""`medcore eval`: run a model over a dataset split, or score a predictions file, with 95% confidence intervals.
 
 medcore eval run RUN_ID --dataset notes-redacted [--split test] [--batch-size 32] [--seed 0] [--resamples 1000] [--json]
+medcore eval run RUN_ID --dataset qa-redacted [--max-new-tokens 64] [--keep-outputs]   # causal-lm: generation
+medcore eval run 'openai:http://127.0.0.1:8000/v1#MODEL' --dataset qa-redacted        # an OpenAI-compatible endpoint
 medcore eval run RUN_ID --dataset notes-redacted --compare OTHER_RUN_ID [--compare minilm ...] [--json]
 medcore eval run RUN_ID --dataset notes-redacted --detach   # a detached job; then: medcore eval status JOB_ID
 medcore eval metrics preds.csv --label-column y_true --pred-column y_pred
@@ -38,7 +40,7 @@ SUMMARY = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "brier", "ece")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add_run_arguments(sub.add_parser("run", help="Run a classifier (a run id or a base model) over a dataset split."))
+    add_run_arguments(sub.add_parser("run", help="Run a model (a run id, a base model, an endpoint) over a split."))
     # argparse %-formats help strings: a literal percent sign is written %%.
     p = sub.add_parser("metrics", help="Metrics with 95%% CIs, overall, per class and per subgroup.")
     columns, boot = PredictionColumns.model_fields, BootstrapConfig.model_fields
@@ -93,6 +95,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=fields["batch_size"].default, help=described("batch_size"))
     p.add_argument("--seed", type=int, default=fields["seed"].default, help=described("seed"))
     p.add_argument("--resamples", type=int, default=fields["resamples"].default, help=described("resamples"))
+    p.add_argument(
+        "--max-new-tokens", type=int, default=fields["max_new_tokens"].default, help=described("max_new_tokens")
+    )
+    p.add_argument("--keep-outputs", action="store_true", help=described("keep_outputs"))
     p.add_argument("--compare", action="append", metavar="OTHER", help=described("compare"))
     p.add_argument("--json", action="store_true", help="Print one JSON object instead of a summary.")
     p.add_argument(
@@ -164,10 +170,13 @@ def show_job(args: argparse.Namespace) -> int:
 
 
 def print_summary(result: dict, args: argparse.Namespace) -> None:
-    n, classes = result["n"], len(result["per_class"])
-    print(f"{args.model} on {args.dataset}/{args.split}: {n:,} examples, {classes} classes. 95% CIs:")
-    width = max(len(name) for name in SUMMARY)
-    for name in SUMMARY:
+    """The headline figures with their CIs: SUMMARY for a classifier, every metric for the other tasks."""
+    n, task = result["n"], result.get("task", "classification")
+    kinds = f"{len(result['per_class'])} classes" if task == "classification" else task
+    print(f"{args.model} on {args.dataset}/{args.split}: {n:,} examples, {kinds}. 95% CIs:")
+    names = SUMMARY if task == "classification" else tuple(result["metrics"])
+    width = max(len(name) for name in names)
+    for name in names:
         print(f"  {name:<{width}}  {cell(Estimate(**result['metrics'][name]))}")
     folder = Path(result["path"])
     print(f"saved {result['eval_id']}: {folder / RESULT} (every metric, per class and subgroup), {PREDICTIONS}")

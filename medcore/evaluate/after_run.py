@@ -14,7 +14,8 @@ from pathlib import Path
 
 from medcore.data.manifest import read_manifest
 from medcore.errors import MedcoreError
-from medcore.evaluate.runner import SUPPORTED_TASKS, evaluate_model
+from medcore.evaluate.runner import evaluate_model
+from medcore.evaluate.sources import CLASSIFIER_TASKS
 from medcore.rundir import TEST_EVAL, RunDir
 from medcore.train.spec import load_spec
 from medcore.workspace import Workspace
@@ -47,8 +48,11 @@ def evaluate_run(rd: RunDir) -> dict:
 
 
 def skip_reason(ws: Workspace, spec) -> str | None:
-    if spec.task not in SUPPORTED_TASKS:
-        return f"The evaluator scores {', '.join(SUPPORTED_TASKS)} runs; this one is {spec.task}."
+    if spec.task not in CLASSIFIER_TASKS:  # its headline is accuracy; other tasks are scored on request
+        return (
+            f"Scoring after training covers {', '.join(CLASSIFIER_TASKS)} runs; this one is {spec.task}: score it "
+            f"with `medcore eval run RUN_ID --dataset {spec.dataset}`."
+        )
     if not read_manifest(ws, spec.dataset).rows.get(SPLIT):
         return f"Dataset '{spec.dataset}' has no {SPLIT} rows."
     return None

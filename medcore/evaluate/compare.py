@@ -27,11 +27,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from medcore.data.manifest import read_manifest
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig, bootstrap_interval, jackknife_weights, resample_weights
 from medcore.evaluate.metrics import HEADLINE, check_codes, check_probabilities, score_batch
 from medcore.evaluate.results import COMPARISON, load_eval
 from medcore.evaluate.runner import EvalRunConfig, evaluate_model, resolve_source
+from medcore.evaluate.sources import CLASSIFIER_TASKS
 from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
 
@@ -250,6 +252,8 @@ def compare_models(
     seed: int = 0,
     resamples: int = 1000,
     progress: Callable[[int, int, int], None] | None = None,
+    max_new_tokens: int = EvalRunConfig.model_fields["max_new_tokens"].default,
+    keep_outputs: bool = False,
 ) -> dict:
     """Evaluate `model` and each of `compare` on one split (evaluate_model: one forward pass and one eval folder
     each), then compare them on the saved predictions; the comparison goes to the first eval folder's
@@ -259,7 +263,8 @@ def compare_models(
         {"models": [eval ids, reference first], "names": [the names in the comparison, same order],
         "comparison": compare_predictions' dict}.
     Raises:
-        MedcoreError: bad options or an unknown model (before any model runs), and what evaluate_model raises.
+        MedcoreError: bad options, an unknown model or a dataset that is not a classification dataset (before any
+            model runs), and what evaluate_model raises.
     """
     config = compare_config(
         model=model,
@@ -269,7 +274,15 @@ def compare_models(
         batch_size=batch_size,
         seed=seed,
         resamples=resamples,
+        max_new_tokens=max_new_tokens,
+        keep_outputs=keep_outputs,
     )
+    task = read_manifest(ws, dataset).task
+    if task not in CLASSIFIER_TASKS:  # the paired differences and McNemar's test read class predictions
+        raise MedcoreError(
+            f"Dataset '{dataset}' is a {task or 'text-only'} dataset; --compare compares classifiers today. "
+            "Evaluate each model on its own (`medcore eval run MODEL`) and read their CIs side by side."
+        )
     models = [model, *compare]
     for name in models:
         resolve_source(name, ws)  # a misspelt --compare fails now, not after the first model's forward pass

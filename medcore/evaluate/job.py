@@ -16,7 +16,8 @@ from pathlib import Path
 from medcore.data.manifest import read_manifest
 from medcore.errors import MedcoreError
 from medcore.evaluate.compare import compare_config, compare_models
-from medcore.evaluate.runner import eval_config, evaluate_model, resolve_source
+from medcore.evaluate.runner import eval_config, evaluate_model
+from medcore.evaluate.sources import check_source_task, check_task, resolve_source
 from medcore.job_folder import REQUEST, job_folder_argument, job_status, mark_running, start_job, update_status
 from medcore.rundir import read_json
 from medcore.workspace import Workspace
@@ -28,9 +29,10 @@ KIND = "eval"
 def start_evaluation(ws: Workspace, model: str, dataset: str, compare: list[str] | None = None, **options) -> str:
     """Check the request (options, dataset, every model), then start it in its own process; returns the job id.
 
-    options: split, batch_size, seed, resamples (EvalRunConfig's fields).
+    options: split, batch_size, seed, resamples, max_new_tokens, keep_outputs (EvalRunConfig's fields).
     Raises:
-        MedcoreError: bad options, an unknown dataset or model, an empty split: before any process starts.
+        MedcoreError: bad options, an unknown dataset or model, an empty split, a model of another task than the
+            dataset's: before any process starts.
     """
     fields = {"model": model, "dataset": dataset, **options}
     config = compare_config(**fields, compare=compare) if compare else eval_config(**fields)
@@ -38,8 +40,9 @@ def start_evaluation(ws: Workspace, model: str, dataset: str, compare: list[str]
     if not manifest.rows.get(config.split):
         splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
         raise MedcoreError(f"Split '{config.split}' of dataset '{dataset}' has no rows; its splits: {splits}.")
+    check_task(manifest.task, f"Dataset '{dataset}'")
     for name in [model, *(compare or [])]:
-        resolve_source(name, ws)
+        check_source_task(resolve_source(name, ws), manifest)  # e.g. an endpoint on a classification dataset
     request = config.model_dump()
     request["total"] = manifest.rows[config.split] * (1 + len(compare or []))
     return start_job(ws, KIND, "medcore.evaluate.job", request)

@@ -1,9 +1,19 @@
 """The eval folder contract: what `medcore eval run` writes under evals/, as constants its readers import.
 
 evals/<eval_id>/          eval_id = eval-<YYYYmmdd-HHMMSS>-<6 hex>
-  predictions.parquet     row (0-based in the split file), y_true, y_pred, p_<label>: numbers and labels, no text
-  result.json             the metrics with 95% CIs: n, metrics, per_class, subgroups (`medcore eval metrics --json`)
-  config.json             what was evaluated: options, dataset content hash, model identity, medcore version
+  predictions.parquet     one row per example, `row` (0-based in the split file) first; numbers and labels, no text:
+                            classification: y_true, y_pred, p_<label>
+                            token-classification: gold, predicted, correct entities, and <count>_<type> per type
+                            causal-lm: exact_match, token_f1, rouge_l, embedding_similarity, [yes_no_accuracy
+                            (NaN where the reference is not yes/no/maybe)], [output_tokens (in-process models)]
+  result.json             the metrics with 95% CIs. classification: n, metrics, per_class, subgroups, fairness
+                          (`medcore eval metrics --json`); token-classification and causal-lm: task, n, metrics,
+                          subgroups (token-classification also per_type and entities)
+  config.json             what was evaluated: options, task, dataset content hash, model identity, medcore version
+  outputs.parquet         TEXT-BEARING, only with keep_outputs (`--keep-outputs`): row, and the model's output per
+                          row (causal-lm: `output`, the generated text; token-classification: `spans`, the predicted
+                          start, end, type, score). Generated text can repeat the note, and spans locate PHI in it:
+                          treat the file as PHI (it is never read into the store, logs or metrics).
   comparison.json         only in the reference model's eval of `medcore eval run --compare`: the eval ids and names
                           of the models compared, the options, and the comparison (medcore.evaluate.compare)
 
@@ -31,6 +41,7 @@ PREDICTIONS = "predictions.parquet"
 RESULT = "result.json"
 CONFIG = "config.json"
 COMPARISON = "comparison.json"  # written after the folder is in place, by medcore.evaluate.compare
+OUTPUTS = "outputs.parquet"  # text-bearing: written only when asked (keep_outputs)
 TMP_PREFIX = ".tmp-"  # an unfinished result folder; readers skip it
 
 
@@ -50,9 +61,14 @@ def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
 
 
 def write_eval(
-    ws: Workspace, predictions: pd.DataFrame, result: dict[str, Any], config: dict[str, Any]
+    ws: Workspace,
+    predictions: pd.DataFrame,
+    result: dict[str, Any],
+    config: dict[str, Any],
+    outputs: pd.DataFrame | None = None,
 ) -> tuple[str, Path]:
-    """Write a new evals/<eval_id>/ folder atomically; returns (eval_id, its path)."""
+    """Write a new evals/<eval_id>/ folder atomically; returns (eval_id, its path). `outputs` (text-bearing) only
+    when the user asked to keep them."""
     ws.evals.mkdir(parents=True, exist_ok=True)
     eval_id = new_eval_id()
     while (ws.evals / eval_id).exists():  # two evals in one second drew the same 6 hex digits
@@ -63,6 +79,8 @@ def write_eval(
         write_parquet_atomic(tmp / PREDICTIONS, predictions)
         write_json_atomic(tmp / RESULT, result)
         write_json_atomic(tmp / CONFIG, {"eval_id": eval_id, **config})
+        if outputs is not None:
+            write_parquet_atomic(tmp / OUTPUTS, outputs)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -98,4 +116,3 @@ def load_eval(ws: Workspace, eval_id: str) -> SavedEval:
         predictions=pd.read_parquet(folder / PREDICTIONS),
         comparison=json.loads(comparison.read_text()) if comparison.exists() else None,
     )
-
