@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,20 @@ def job_folder_argument(argv: list[str], module: str) -> Path | None:
         print(f"usage: python -m {module} JOB_DIR  (a folder with {REQUEST})", file=sys.stderr)
         return None
     return Path(argv[0]).resolve()
+
+
+def run_recorded(folder: Path, what: str, work: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run the job's work; a failure is recorded in the status (and its log) and returns (False, None).
+
+    A MedcoreError's message is kept (MedCore writes them without record text); any other exception is recorded by
+    its type only, because a library's message can quote the input it choked on.
+    """
+    try:
+        return True, work()
+    except MedcoreError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - the type only: library messages can quote record text
+        error = f"{what.capitalize()} failed with {type(exc).__name__}; see {LOG}."
+    update_status(folder, state="failed", error=error, ended_at=time.time())
+    print(f"{what} failed: {error}", file=sys.stderr)
+    return False, None

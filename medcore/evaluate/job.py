@@ -18,7 +18,15 @@ from medcore.errors import MedcoreError
 from medcore.evaluate.compare import compare_config, compare_models
 from medcore.evaluate.runner import eval_config, evaluate_model
 from medcore.evaluate.sources import check_source_task, check_task, resolve_source
-from medcore.job_folder import REQUEST, job_folder_argument, job_status, mark_running, start_job, update_status
+from medcore.job_folder import (
+    REQUEST,
+    job_folder_argument,
+    job_status,
+    mark_running,
+    run_recorded,
+    start_job,
+    update_status,
+)
 from medcore.rundir import read_json
 from medcore.workspace import Workspace
 
@@ -69,16 +77,8 @@ def run_job(folder: Path) -> int:
             last = time.monotonic()
             update_status(folder, done=index * per_model + done, model=models[index])
 
-    try:
-        eval_ids = evaluate(ws, request, progress)
-    except MedcoreError as exc:
-        update_status(folder, state="failed", error=str(exc), ended_at=time.time())
-        print(f"evaluation failed: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # library messages can quote input text: keep the type only
-        update_status(folder, state="failed", error=f"Evaluation failed with {type(exc).__name__}; see job.log.",
-                      ended_at=time.time())  # fmt: skip
-        print(f"evaluation failed with {type(exc).__name__}", file=sys.stderr)
+    ok, eval_ids = run_recorded(folder, "evaluation", lambda: evaluate(ws, request, progress))
+    if not ok:
         return 1
     update_status(folder, state="completed", done=total, eval_ids=eval_ids, ended_at=time.time())
     print(f"evaluated {', '.join(models)} on {request['dataset']}/{request['split']}: {', '.join(eval_ids)}")

@@ -18,6 +18,7 @@ from medcore.job_folder import (
     job_folder_argument,
     job_status,
     mark_running,
+    run_recorded,
     start_job,
     update_status,
 )
@@ -81,19 +82,14 @@ def run_job(folder: Path) -> int:
             last = time.monotonic()
             update_status(folder, done=done, total=total)
 
-    try:
-        manifest = redact_dataset(ws, request["dataset"], request["mode"], request["method"],
-                                  out_name=request["out_name"], progress=progress, keep=request.get("keep", []),
-                                  drop=request.get("drop", []), not_phi=request.get("not_phi", []),
-                                  threshold=request.get("threshold"))  # fmt: skip
-    except MedcoreError as exc:
-        update_status(folder, state="failed", error=str(exc), ended_at=time.time())
-        print(f"redaction failed: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # library messages can quote input text: keep the type only
-        update_status(folder, state="failed", error=f"Redaction failed with {type(exc).__name__}; see job.log.",
-                ended_at=time.time())  # fmt: skip
-        print(f"redaction failed with {type(exc).__name__}", file=sys.stderr)
+    def redact():
+        return redact_dataset(ws, request["dataset"], request["mode"], request["method"],
+                              out_name=request["out_name"], progress=progress, keep=request.get("keep", []),
+                              drop=request.get("drop", []), not_phi=request.get("not_phi", []),
+                              threshold=request.get("threshold"))  # fmt: skip
+
+    ok, manifest = run_recorded(folder, "redaction", redact)
+    if not ok:
         return 1
     rows = manifest.total_rows
     update_status(folder, state="completed", done=rows, total=rows, output=manifest.name, rows=rows,
