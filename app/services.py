@@ -406,6 +406,13 @@ def methods_for_mode(mode: str) -> list[str]:
 # ---- evaluation ---------------------------------------------------------------------------------
 
 
+def evaluable_tasks() -> tuple[str, ...]:
+    """The dataset tasks `medcore eval run` scores."""
+    from medcore.evaluate.sources import SUPPORTED_TASKS
+
+    return SUPPORTED_TASKS
+
+
 def evaluable_models(dataset: str | None) -> list[str]:
     """Completed classification runs (those trained on `dataset` first), then the untuned base encoder."""
     from medcore.evaluate.runner import evaluable_models as models

@@ -45,7 +45,7 @@ def test_no_dataset_and_no_eval_say_what_to_do(workspace):
     at = open_page("evaluate")
     assert not at.exception
     shown = texts(at, "info")
-    assert any("No classification dataset" in t for t in shown)
+    assert any("No dataset to evaluate on yet" in t for t in shown)
     assert any("No evaluations yet" in t for t in shown)
 
 
@@ -113,3 +113,18 @@ def test_evaluate_button_runs_a_job_and_opens_its_result(workspace):
     assert at.session_state["open_eval"] == status["eval_ids"][0]
     listed = at.dataframe[0].value
     assert listed["Eval"].tolist() == status["eval_ids"]
+
+
+def test_a_generation_eval_shows_its_own_metrics_without_class_plots(workspace):
+    import pandas as pd
+
+    metrics = {name: {"value": 0.5, "ci_low": 0.3, "ci_high": 0.7} for name in ("exact_match", "token_f1", "rouge_l")}
+    frame = pd.DataFrame({"row": [0, 1], "exact_match": [1.0, 0.0]})
+    config = {"model": "tiny-llama", "dataset": "qa", "split": "test", "task": "causal-lm", "resamples": 1000,
+              "seed": 0, "created_at": 1.0}  # fmt: skip
+    write_eval(workspace, frame, {"n": 2, "metrics": metrics, "subgroups": {}}, config)
+    at = open_page("evaluate")
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[1].value
+    assert set(table["Metric"]) == {"exact_match", "token_f1", "rouge_l"} and table["Value"].tolist() == [0.5] * 3
+    assert [t.label for t in at.tabs] == ["Metrics", "Subgroups"] and not at.get("plotly_chart")

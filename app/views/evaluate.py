@@ -23,9 +23,13 @@ st.caption(
 
 def launch_form() -> None:
     """Dataset, split, models (the first is the reference), bootstrap settings; Evaluate starts a job."""
-    datasets = [m for m in services.list_datasets() if m.task == "classification"]
+    tasks = services.evaluable_tasks()
+    datasets = [m for m in services.list_datasets() if m.task in tasks]
     if not datasets:
-        st.info("No classification dataset yet. Import one on the Data page (with a label column).")
+        st.info(
+            "No dataset to evaluate on yet: import one on the Data page with a label column (classification), spans "
+            "(token classification) or prompt and response columns (generation)."
+        )
         return
     by_name = {m.name: m for m in datasets}
     name = st.selectbox("Dataset", list(by_name), key="eval-dataset")
@@ -74,16 +78,22 @@ def live_job(job_id: str) -> None:
 
 def show_overview(saved) -> None:
     config, result = saved.config, saved.result
+    task = config.get("task", "classification")
+    what = f"{len(config.get('labels') or [])} classes" if task == "classification" else task
+    how = "stratified bootstrap" if task == "classification" else "bootstrap over rows"
     st.markdown(
         f"**{config.get('model')}** on **{config.get('dataset')}/{config.get('split')}**: {result['n']:,} examples, "
-        f"{len(config.get('labels') or [])} classes; 95% CIs from {config.get('resamples', 0):,} stratified bootstrap "
-        f"resamples (seed {config.get('seed')}), BCa where defined, Wilson for proportions in small cells."
+        f"{what}; 95% CIs from {config.get('resamples', 0):,} {how} resamples (seed {config.get('seed')})."
     )
     st.dataframe(charts.metrics_table(result["metrics"]), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(c, format="%.3f")
                                 for c in ("Value", "95% CI low", "95% CI high")})  # fmt: skip
-    st.markdown("**Per class** (one-vs-rest)")
-    st.dataframe(charts.per_class_table(result.get("per_class") or {}), width="stretch")
+    if result.get("per_class"):
+        st.markdown("**Per class** (one-vs-rest)")
+        st.dataframe(charts.per_class_table(result["per_class"]), width="stretch")
+    if result.get("per_type"):
+        st.markdown("**Per entity type**")
+        st.dataframe(charts.per_class_table(result["per_type"]), width="stretch")
 
 
 def show_plots(saved) -> None:
@@ -193,6 +203,13 @@ def show_results() -> None:
     eval_id = st.selectbox("Eval", ids, index=ids.index(wanted) if wanted in ids else 0,
                            format_func=described.get, key="eval-open")  # fmt: skip
     saved = services.load_eval(eval_id)
+    if saved.config.get("task", "classification") != "classification":
+        overview, groups = st.tabs(["Metrics", "Subgroups"])  # entity or generation scores: no class curves
+        with overview:
+            show_overview(saved)
+        with groups:
+            show_subgroups(saved)
+        return
     overview, plots, groups, side = st.tabs(["Metrics", "Plots", "Subgroups", "Side by side"])
     with overview:
         show_overview(saved)
