@@ -29,7 +29,9 @@ def test_defaults_prefer_the_redacted_dataset(datasets):
     task = widget(at.selectbox, "Task")
     assert task.value == "classification" and "token-classification" in task.options  # the RunSpec's tasks
     assert widget(at.selectbox, "Model").value == "minilm"
-    assert not at.warning and not at.checkbox  # redacted: no override offered
+    assert not at.warning  # redacted and balanced: nothing to warn about
+    assert [c.label for c in at.checkbox] == ["Weigh classes by their rarity (balanced)"]  # no override offered
+    assert at.checkbox[0].value is False
     lora = widget(at.selectbox, "LoRA preset")
     assert lora.value == "default" and set(lora.options) >= {"small", "default", "large", "full"}
     assert "single_node" in widget(at.selectbox, "ZeRO preset").options

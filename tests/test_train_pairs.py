@@ -133,3 +133,15 @@ def test_a_lora_run_learns_what_only_the_pair_decides(trained):
     assert np.mean(validation["y_true"] == validation["y_pred"]) == pytest.approx(evals[-1]["eval_accuracy"])
     test = predict_split(rd.run_id, ws, "pairs", "test")
     assert np.mean(test["y_true"] == test["y_pred"]) >= 0.8
+
+
+def test_the_fine_tune_beats_the_untuned_base_with_a_paired_interval_above_zero(trained):
+    """What a clinical team asks before adoption: better than what it replaces, beyond chance, on the same examples."""
+    from medcore.evaluate.compare import compare_models
+
+    ws, rd = trained
+    out = compare_models("minilm", [rd.run_id], ws, "pairs", "test", resamples=500)
+    tuned = out["comparison"]["models"][rd.run_id]
+    accuracy = tuned["differences"]["accuracy"]  # tuned run minus the base encoder with a fresh head
+    assert accuracy["value"] > 0.2 and accuracy["ci_low"] > 0 and accuracy["excludes_zero"]
+    assert tuned["mcnemar"]["p_value"] < 0.05 and tuned["mcnemar"]["c"] > tuned["mcnemar"]["b"]

@@ -45,10 +45,15 @@ def choose_data() -> dict:
     model = model_choice
     if model_choice == LOCAL_FOLDER:
         model = st.text_input("Model folder", placeholder="/models/my-llama", key="train_model_path")
+    weighting = "none"
     if task == "classification" and manifest.mapping.label:
         note = services.imbalance_note(services.label_counts(manifest))
         if note:
             st.warning(note, icon=":material/balance:")
+        # Offered on every classification dataset, on by default where the labels are imbalanced.
+        balanced = st.checkbox("Weigh classes by their rarity (balanced)", value=bool(note), key=f"train_weigh_{name}",
+                               help=FIELDS["class_weighting"].description)  # fmt: skip
+        weighting = "balanced" if balanced else "none"
     allow = False
     if manifest.redaction.status != "redacted":
         st.warning(
@@ -61,7 +66,7 @@ def choose_data() -> dict:
             key="train_allow",
             help=FIELDS["allow_unredacted"].description,
         )
-    return {"dataset": name, "task": task, "model": model, "allow_unredacted": allow}
+    return {"dataset": name, "task": task, "model": model, "allow_unredacted": allow, "class_weighting": weighting}
 
 
 def choose_presets() -> dict:

@@ -77,6 +77,15 @@ def tokenize_spans(
     return units
 
 
+def balanced_class_weights(units: list[Unit], n_classes: int) -> torch.Tensor:
+    """rows / (classes present x rows of the class), per class: scikit-learn's "balanced" over the classes the train
+    split holds; 1.0 for a class with no rows (it is never a target, so its weight never counts)."""
+    counts = np.bincount([int(u.labels) for u in units], minlength=n_classes).astype(np.float64)
+    present = max(int((counts > 0).sum()), 1)
+    weights = np.where(counts > 0, counts.sum() / (present * np.maximum(counts, 1)), 1.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def head_labels(task: str, label_set: list[str]) -> list[str]:
     """The outputs of the model's head: the classes, the BIO tags of the span types, or none (causal LM)."""
     if task == "classification":

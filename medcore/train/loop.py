@@ -11,7 +11,7 @@ import torch
 
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json
-from medcore.train.data import IGNORE, BatchPlan, Unit, eval_batches, head_labels, load_units
+from medcore.train.data import IGNORE, BatchPlan, Unit, balanced_class_weights, eval_batches, head_labels, load_units
 from medcore.train.distributed import DistContext, all_reduce_sum, barrier
 from medcore.train.metrics import (
     MetricsWriter,
@@ -43,6 +43,7 @@ class Job:
     eval_units: list[Unit]
     total_steps: int
     engine: Any = None
+    class_weights: torch.Tensor | None = None  # spec.class_weighting == "balanced": per-class loss weights
     metrics: MetricsWriter | None = None
     state: dict = field(default_factory=lambda: {"best": None, "bad_evals": 0, "early_stopped": False})
     stop_requested: bool = False
@@ -105,7 +106,8 @@ def forward_loss(job: Job, batch: dict) -> tuple[torch.Tensor, Any]:
     labels = batch["labels"].to(device)
     if job.spec.task == "classification":
         logits = job.engine(**inputs).logits.float()
-        return torch.nn.functional.cross_entropy(logits, labels, reduction="sum"), logits
+        weight = None if job.class_weights is None else job.class_weights.to(device)
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weight, reduction="sum"), logits
     if job.spec.task == "token-classification":
         logits = job.engine(**inputs).logits.float()  # (batch, tokens, tags)
         return torch.nn.functional.cross_entropy(
@@ -206,4 +208,9 @@ def prepare_job(rd: RunDir, ctx: DistContext) -> Job:
         )
     total = spec.max_steps or math.ceil(spec.epochs * plan.steps_per_epoch)
     eval_units = load_units(spec, ws, tokenizer, "validation", label_set)
-    return Job(spec, rd, ws, ctx, tokenizer, label_set, plan, eval_units, total)
+    job = Job(spec, rd, ws, ctx, tokenizer, label_set, plan, eval_units, total)
+    if spec.task == "classification" and spec.class_weighting == "balanced":
+        job.class_weights = balanced_class_weights(
+            units, len(label_set)
+        )  # from every train row: the same on all ranks
+    return job

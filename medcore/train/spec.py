@@ -73,6 +73,12 @@ class RunSpec(BaseModel):
     dist_timeout_s: int = Field(60, gt=0, description="Seconds before a missing peer or collective fails the job.")
     resume: bool = Field(False, description="Continue from the newest checkpoint in the run folder.")
     export_merged: bool = Field(False, description="Also write the base model with the adapter merged into merged/.")
+    class_weighting: Literal["none", "balanced"] = Field(
+        "none",
+        description="classification: 'balanced' weighs each class's loss by rows / (classes x the class's rows) in "
+        "the train split (scikit-learn's 'balanced'), so a rare class counts as much as a common one. For labels "
+        "that are heavily imbalanced (the Data and Train pages warn).",
+    )
     evaluate_after: bool = Field(
         True,
         description="When the run completes, score it on its dataset's test split with 95% CIs (as `medcore eval "
@@ -86,6 +92,12 @@ class RunSpec(BaseModel):
         description="Let this run download a hub model it does not find locally (also: MEDCORE_ALLOW_DOWNLOADS=1). "
         "Off: MedCore never contacts the model hub; fetch a model once with `hf download ID`.",
     )
+
+    @model_validator(mode="after")
+    def _check_class_weighting(self) -> RunSpec:
+        if self.class_weighting != "none" and self.task != "classification":
+            raise ValueError(f"class_weighting applies to classification; this is a {self.task} run: leave it none")
+        return self
 
     @model_validator(mode="after")
     def _check_topology(self) -> RunSpec:
