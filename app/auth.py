@@ -11,7 +11,7 @@ import getpass
 import streamlit as st
 
 from medcore.access.actor import Actor
-from medcore.access.bind import check_bind, logins_configured
+from medcore.access.bind import check_bind
 from medcore.access.roles import ADMIN
 from medcore.access.sessions import Sessions
 from medcore.errors import MedcoreError
@@ -26,9 +26,12 @@ def sessions(root: str) -> Sessions:
     return Sessions(get_workspace(root))
 
 
-def signed_in(ws: Workspace) -> Actor:
-    """The Actor of this browser session; draws the login form and stops the page until someone logs in."""
-    if not logins_configured(ws):
+def signed_in(ws: Workspace, configured: bool) -> Actor:
+    """The Actor of this browser session; draws the login form and stops the page until someone logs in.
+
+    configured: whether any user exists (logins_configured, read once per page run by the caller).
+    """
+    if not configured:
         check_bind(st.get_option("server.address"), ws)  # beyond loopback without users: refused
         return Actor(f"local:{getpass.getuser()}", ADMIN)
     token = st.session_state.get(TOKEN)
@@ -56,9 +59,9 @@ def login_form(ws: Workspace) -> None:
                 st.rerun()
 
 
-def sidebar(actor: Actor, ws: Workspace) -> None:
+def sidebar(actor: Actor, ws: Workspace, configured: bool) -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{actor.user}** ({actor.role})")
-        if logins_configured(ws) and st.button("Log out", key="logout"):
+        if configured and st.button("Log out", key="logout"):
             sessions(str(ws.root)).logout(st.session_state.pop(TOKEN, None))
             st.rerun()

@@ -6,6 +6,7 @@ import auth
 import services
 import streamlit as st
 
+from medcore.access.bind import logins_configured
 from medcore.errors import MedcoreError
 
 # The page icon ships with the app: a `:material/` page icon makes the browser fetch it from a fonts host, and a
@@ -28,12 +29,13 @@ PAGES = [
 ]
 
 ws = services.workspace()
+configured = logins_configured(ws)  # the users file, read once per page run
 try:
-    actor = auth.signed_in(ws)  # a login form, and nothing else, until someone is signed in
+    actor = auth.signed_in(ws, configured)  # a login form, and nothing else, until someone is signed in
 except MedcoreError as exc:  # bound beyond loopback with no user configured
     st.error(str(exc), icon=":material/lock:")
     st.stop()
 st.session_state[services.ACTOR_KEY] = actor  # services check it on every engine call made for this user
-auth.sidebar(actor, ws)
+auth.sidebar(actor, ws, configured)
 services.warm_up()  # the PHI detector loads in the background while the user looks at other pages
 st.navigation(PAGES).run()

@@ -431,10 +431,7 @@ def start_evaluation(model: str, dataset: str, compare: list[str], **options: An
 def evaluation_status(job_id: str) -> dict[str, Any]:
     from medcore.evaluate.job import evaluation_status as status
 
-    status = status(workspace(), job_id)
-    if status.get("state") == "completed":
-        _evals.clear()
-    return status
+    return status(workspace(), job_id)  # the eval list refreshes itself: it is keyed by the evals folder's stamp
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -8,13 +8,10 @@ import signal
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 from polling import wait_for
-from train_datasets import certify_redacted
+from train_datasets import import_certified_notes
 
-from medcore.data.importer import import_dataset
-from medcore.data.manifest import ColumnMapping, RedactionInfo
 from medcore.jobs import cancel_run, resume_run, run_status
 from medcore.jobs.state import read_launch
 from medcore.procs import tagged_processes
@@ -23,12 +20,7 @@ from medcore.rundir import FINAL_STATES, RunDir
 
 @pytest.fixture
 def notes(workspace):
-    frame = pd.DataFrame(
-        {"text": [f"note {i} shows finding {i % 3}" for i in range(48)], "label": ["a", "b", "c"] * 16}
-    )
-    redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="raw")
-    import_dataset(workspace, frame, "notes", ColumnMapping(text="text", label="label"), redaction=redacted)
-    certify_redacted(workspace, "notes")  # synthetic notes: the audit record the training gate checks
+    import_certified_notes(workspace)
     return workspace
 
 

@@ -6,14 +6,11 @@ import json
 import socket
 import time
 
-import pandas as pd
 import psutil
 import pytest
 from polling import wait_for
-from train_datasets import certify_redacted
+from train_datasets import import_certified_notes
 
-from medcore.data.importer import import_dataset
-from medcore.data.manifest import ColumnMapping, RedactionInfo
 from medcore.errors import MedcoreError
 from medcore.jobs import checkpoint_now, launch_run, read_logs, resume_run, run_status, stop_run
 from medcore.jobs.resume import validate_checkpoint
@@ -25,12 +22,7 @@ from medcore.train import load_spec
 
 @pytest.fixture
 def notes(workspace):
-    frame = pd.DataFrame(
-        {"text": [f"note {i} shows finding {i % 3}" for i in range(48)], "label": ["a", "b", "c"] * 16}
-    )
-    redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="raw")
-    import_dataset(workspace, frame, "notes", ColumnMapping(text="text", label="label"), redaction=redacted)
-    certify_redacted(workspace, "notes")  # synthetic notes: the audit record the training gate checks
+    import_certified_notes(workspace)
     return workspace
 
 
@@ -117,7 +109,9 @@ def test_killed_rank_fails_fast_with_a_reason_then_resumes_to_completion(notes, 
         resume_run(run_id, notes)
 
     # evaluate_after (on by default): the supervisor scores the completed run on its test split.
-    tested = wait_for(lambda: (t := run_status(run_id, notes).test_eval) and t["state"] != "running" and t, 120, "eval")
+    tested = wait_for(
+        lambda: (t := run_status(run_id, notes).test_eval) and t["state"] != "running" and t, 120, "eval"
+    )
     assert tested["state"] == "completed", tested
     result = json.loads((notes.evals / tested["eval_id"] / "result.json").read_text())
     assert tested["value"] == result["metrics"]["accuracy"]["value"] and tested["n"] == result["n"]

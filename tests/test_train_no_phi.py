@@ -12,13 +12,11 @@ import subprocess
 import sys
 import textwrap
 
-import pandas as pd
 import pytest
 from polling import wait_for
-from train_datasets import certify_redacted
+from train_datasets import import_certified_notes
 
-from medcore.data.importer import import_dataset
-from medcore.data.manifest import ColumnMapping, RedactionInfo, load_split, split_path
+from medcore.data.manifest import load_split, split_path
 from medcore.errors import MedcoreError
 from medcore.jobs import read_logs, run_status, submit_command
 from medcore.rundir import FINAL_STATES
@@ -32,12 +30,7 @@ CANARY = "Canary Jane Doe MRN 88127733"
 
 @pytest.fixture
 def notes(workspace):
-    frame = pd.DataFrame(
-        {"text": [f"note {i} shows finding {i % 3}" for i in range(48)], "label": ["a", "b", "c"] * 16}
-    )
-    redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="raw")
-    import_dataset(workspace, frame, "notes", ColumnMapping(text="text", label="label"), redaction=redacted)
-    certify_redacted(workspace, "notes")
+    import_certified_notes(workspace)
     return workspace
 
 

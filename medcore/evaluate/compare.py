@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from medcore.data.manifest import read_manifest
@@ -32,7 +31,7 @@ from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig, bootstrap_interval, jackknife_weights, resample_weights
 from medcore.evaluate.metrics import HEADLINE, check_codes, check_probabilities, score_batch
 from medcore.evaluate.results import COMPARISON, load_eval
-from medcore.evaluate.runner import EvalRunConfig, evaluate_model, resolve_source
+from medcore.evaluate.runner import EvalRunConfig, check_request, evaluate_model
 from medcore.evaluate.sources import CLASSIFIER_TASKS
 from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
@@ -207,19 +206,13 @@ def unique_names(models: list[str]) -> list[str]:
     return names
 
 
-def read_eval(ws: Workspace, eval_id: str) -> tuple[dict, pd.DataFrame]:
-    """(config.json, predictions.parquet) of evals/<eval_id>/."""
-    saved = load_eval(ws, eval_id)
-    return saved.config, saved.predictions
-
-
 def compare_evals(ws: Workspace, eval_ids: list[str], names: list[str], config: BootstrapConfig) -> dict:
     """compare_predictions over saved evals of one dataset split (the first is the reference), by `names`.
 
     Raises:
         MedcoreError: an eval folder is missing, or the evals scored different examples or labels.
     """
-    evals = [read_eval(ws, eval_id) for eval_id in eval_ids]
+    evals = [(saved.config, saved.predictions) for saved in (load_eval(ws, eval_id) for eval_id in eval_ids)]
     record, first = evals[0]
     labels = record["labels"]
     code = {label: i for i, label in enumerate(labels)}
@@ -284,8 +277,7 @@ def compare_models(
             "Evaluate each model on its own (`medcore eval run MODEL`) and read their CIs side by side."
         )
     models = [model, *compare]
-    for name in models:
-        resolve_source(name, ws)  # a misspelt --compare fails now, not after the first model's forward pass
+    check_request(ws, dataset, split, models)  # a misspelt --compare fails now, not after the first forward pass
     options = config.model_dump(exclude={"model", "compare"})
     results = []
     for index, name in enumerate(models):

@@ -13,11 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from medcore.data.manifest import read_manifest
-from medcore.errors import MedcoreError
 from medcore.evaluate.compare import compare_config, compare_models
-from medcore.evaluate.runner import eval_config, evaluate_model
-from medcore.evaluate.sources import check_source_task, check_task, resolve_source
+from medcore.evaluate.runner import check_request, eval_config, evaluate_model
 from medcore.job_folder import (
     REQUEST,
     job_folder_argument,
@@ -44,13 +41,7 @@ def start_evaluation(ws: Workspace, model: str, dataset: str, compare: list[str]
     """
     fields = {"model": model, "dataset": dataset, **options}
     config = compare_config(**fields, compare=compare) if compare else eval_config(**fields)
-    manifest = read_manifest(ws, dataset)
-    if not manifest.rows.get(config.split):
-        splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
-        raise MedcoreError(f"Split '{config.split}' of dataset '{dataset}' has no rows; its splits: {splits}.")
-    check_task(manifest.task, f"Dataset '{dataset}'")
-    for name in [model, *(compare or [])]:
-        check_source_task(resolve_source(name, ws), manifest)  # e.g. an endpoint on a classification dataset
+    manifest, _ = check_request(ws, dataset, config.split, [model, *(compare or [])])
     request = config.model_dump()
     request["total"] = manifest.rows[config.split] * (1 + len(compare or []))
     return start_job(ws, KIND, "medcore.evaluate.job", request)

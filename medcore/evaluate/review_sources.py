@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medcore.data.manifest import DatasetManifest, load_split, read_manifest
 from medcore.errors import MedcoreError, validated
-from medcore.evaluate.compare import read_eval, unique_names
+from medcore.evaluate.compare import unique_names
+from medcore.evaluate.results import load_eval
 from medcore.evaluate.review import RawItem, Review, write_review
 from medcore.workspace import Workspace
 
@@ -133,13 +134,16 @@ def create_review_from_evals(ws: Workspace, eval_a: str, eval_b: str, config: Re
             since the evals ran, a name holding a model's name, or no row to review.
     """
     config = config or ReviewConfig()
-    (record_a, frame_a), (record_b, frame_b) = read_eval(ws, eval_a), read_eval(ws, eval_b)
+    first, second = load_eval(ws, eval_a), load_eval(ws, eval_b)
+    record_a, record_b = first.config, second.config
     manifest = check_same_split(ws, eval_a, eval_b, (record_a, record_b))
     split = record_a["split"]
     models = unique_names([str(record_a["model"]), str(record_b["model"])])
     name = config.name or f"{manifest.name}/{split}"
     check_name(name, models)
-    joined = frame_a[["row", "y_true", "y_pred"]].merge(frame_b[["row", "y_pred"]], on="row", suffixes=("_a", "_b"))
+    joined = first.predictions[["row", "y_true", "y_pred"]].merge(
+        second.predictions[["row", "y_pred"]], on="row", suffixes=("_a", "_b")
+    )
     if config.disagreements_only:
         joined = joined[joined["y_pred_a"] != joined["y_pred_b"]]
     if joined.empty:

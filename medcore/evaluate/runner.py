@@ -309,6 +309,24 @@ TASK_SCORERS = {
 }
 
 
+def check_request(ws: Workspace, dataset: str, split: str, models: list[str]) -> tuple[DatasetManifest, list]:
+    """What every eval checks before any model loads (a single run, a side-by-side, a detached job): a dataset of a
+    task the evaluator scores, a split with rows, and each model known and of the dataset's task.
+
+    Returns:
+        (the dataset's manifest, each model's ModelSource in order).
+    """
+    manifest = read_manifest(ws, dataset)
+    check_task(manifest.task, f"Dataset '{dataset}'")
+    if not manifest.rows.get(split):
+        splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
+        raise MedcoreError(f"Split '{split}' of dataset '{dataset}' has no rows; its splits: {splits}. Pick another.")
+    sources = [resolve_source(model, ws) for model in models]
+    for source in sources:
+        check_source_task(source, manifest)  # e.g. an endpoint on a classification dataset
+    return manifest, sources
+
+
 def evaluate_model(
     model: str,
     ws: Workspace,
@@ -336,13 +354,7 @@ def evaluate_model(
     """
     config = eval_config(model=model, dataset=dataset, split=split, batch_size=batch_size, seed=seed,
                          resamples=resamples, max_new_tokens=max_new_tokens, keep_outputs=keep_outputs)  # fmt: skip
-    manifest = read_manifest(ws, dataset)
-    check_task(manifest.task, f"Dataset '{dataset}'")
-    if not manifest.rows.get(split):
-        splits = ", ".join(f"{name} ({n})" for name, n in manifest.rows.items())
-        raise MedcoreError(f"Split '{split}' of dataset '{dataset}' has no rows; its splits: {splits}. Pick another.")
-    source = resolve_source(model, ws)
-    check_source_task(source, manifest)
+    manifest, (source,) = check_request(ws, dataset, split, [model])
     frame = load_split(ws, dataset, split)  # read once: the texts to score and the subgroup columns
     subgroups = split_subgroups(frame, manifest, split)
     scores = TASK_SCORERS[manifest.task](source, ws, manifest, frame, subgroups, config.model_dump(), progress)
