@@ -127,4 +127,4 @@ def test_a_generation_eval_shows_its_own_metrics_without_class_plots(workspace):
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[1].value
     assert set(table["Metric"]) == {"exact_match", "token_f1", "rouge_l"} and table["Value"].tolist() == [0.5] * 3
-    assert [t.label for t in at.tabs] == ["Metrics", "Subgroups"] and not at.get("plotly_chart")
+    assert [t.label for t in at.tabs] == ["Metrics", "Subgroups", "Side by side"] and not at.get("plotly_chart")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import torch
 from test_eval_run import import_notes, make_run
 
@@ -38,11 +39,31 @@ def test_a_completed_run_gets_its_test_split_scored(workspace):
     )  # fmt: skip
 
 
+def test_a_token_classification_run_is_scored_on_entity_f1(workspace):
+    from test_eval_tasks import make_run as make_task_run
+
+    from medcore.data.importer import import_dataset
+    from medcore.demo.qa import generate_qa
+    from medcore.token_windows import TAG_FILE, TagFile, bio_tags, default_stride
+
+    frame = pd.DataFrame(generate_qa(seed=0, n=20))[["context", "phi_spans"]]
+    import_dataset(workspace, frame, "ner", ColumnMapping(text="context", spans="phi_spans"), split=(0.6, 0.1, 0.3))
+    rd = make_task_run(workspace, "token-classification", "minilm", "ner", max_length=64)
+    tags = TagFile(bio_tags(read_manifest(workspace, "ner").label_set), 64, default_stride(64))
+    base = load_model("minilm", "token-classification", id2label=dict(enumerate(tags.tags)), workspace=workspace)
+    apply_lora(base, load_lora_preset("default"), "token-classification", "minilm").save_pretrained(rd.adapter)
+    (rd.adapter / TAG_FILE).write_text(json.dumps(tags.as_json()))
+    record = evaluate_run(rd)
+    assert record["state"] == "completed" and record["metric"] == "f1"
+    f1 = json.loads((workspace.evals / record["eval_id"] / "result.json").read_text())["metrics"]["f1"]
+    assert (record["value"], record["ci_low"], record["ci_high"]) == (f1["value"], f1["ci_low"], f1["ci_high"])
+
+
 def test_runs_it_cannot_score_are_skipped_with_the_reason(workspace):
     import_notes(workspace)
-    causal = make_run(workspace, task="causal-lm", model="tiny-llama")
+    causal = make_run(workspace, task="causal-lm", model="tiny-llama")  # trained on note text: no reference answers
     record = evaluate_run(causal)
-    assert record["state"] == "skipped" and "this one is causal-lm" in record["reason"]
+    assert record["state"] == "skipped" and "maps no prompt and response columns" in record["reason"]
     assert causal.read_status()[TEST_EVAL] == record
     assert not workspace.evals.exists() or not list(workspace.evals.iterdir())
 

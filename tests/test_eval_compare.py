@@ -18,7 +18,8 @@ from medcore.data.manifest import ColumnMapping, read_manifest
 from medcore.demo.notes import generate_notes
 from medcore.errors import MedcoreError
 from medcore.evaluate.bootstrap import BootstrapConfig, score_sample
-from medcore.evaluate.compare import MAX_DISAGREEMENTS, compare_predictions, mcnemar_p_value, unique_names
+from medcore.evaluate.compare import MAX_DISAGREEMENTS, compare_predictions, unique_names
+from medcore.evaluate.mcnemar import mcnemar_p_value
 from medcore.evaluate.metrics import HEADLINE
 
 CONFIG = BootstrapConfig(resamples=500, seed=0)

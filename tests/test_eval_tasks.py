@@ -340,7 +340,27 @@ def test_models_of_another_task_and_bad_endpoints_are_refused(qa):
         evaluate_model(qa["run"].run_id, ws, "ner")
     with pytest.raises(MedcoreError, match="max_new_tokens 300 leaves no room for the prompt in max_length 256"):
         evaluate_model(qa["run"].run_id, ws, "qa", max_new_tokens=300)
-    with pytest.raises(MedcoreError, match="--compare compares classifiers today"):
-        from medcore.evaluate.compare import compare_models
 
-        compare_models(qa["run"].run_id, ["tiny-llama"], ws, "qa")
+
+def test_generation_models_compare_side_by_side_on_their_saved_rows(qa):
+    """--compare on a generation dataset: the differences are those of the two saved evals, McNemar reads exact match,
+    the disagreeing rows are those whose token F1 differs; numbers only, no answer text in the comparison."""
+    from medcore.evaluate.compare import compare_models
+
+    ws = qa["ws"]
+    out = compare_models(qa["run"].run_id, ["tiny-llama"], ws, "qa", max_new_tokens=MAX_NEW, resamples=200)
+    comparison = out["comparison"]
+    assert comparison["task"] == "causal-lm" and comparison["n"] == len(qa["test"])
+    reference, model = (pd.read_parquet(ws.evals / eval_id / PREDICTIONS) for eval_id in out["models"])
+    other = comparison["models"]["tiny-llama"]
+    for name in ("exact_match", "token_f1", "rouge_l", "embedding_similarity"):
+        diff = other["differences"][name]
+        assert diff["value"] == pytest.approx(model[name].mean() - reference[name].mean())
+        assert diff["ci_low"] <= diff["value"] <= diff["ci_high"]
+    right_ref, right_model = reference["exact_match"] == 1, model["exact_match"] == 1
+    assert other["mcnemar"]["b"] == int((right_ref & ~right_model).sum())
+    assert other["mcnemar"]["c"] == int((~right_ref & right_model).sum())
+    differs = np.flatnonzero(~np.isclose(reference["token_f1"], model["token_f1"]))
+    assert [r["row"] for r in other["disagreements"]["rows"]] == differs.tolist()
+    saved = (ws.evals / out["models"][0] / "comparison.json").read_text()
+    assert not [a for a in qa["answers"] if len(a) > 8 and a in saved]

@@ -173,20 +173,25 @@ def show_comparison(saved) -> None:
     if not comparison:
         st.caption("This eval was not run side by side. Pick two or more models above to compare them.")
         return
+    classes = comparison.get("task", "classification") == "classification"
+    resampling = "paired stratified bootstrap" if classes else "paired bootstrap over rows"
     st.markdown(
         f"Reference: **{comparison['reference']}**, {comparison['n']:,} examples. Difference = model - reference, "
-        f"paired stratified bootstrap 95% CI ({comparison['resamples']:,} resamples)."
+        f"{resampling} 95% CI ({comparison['resamples']:,} resamples)."
     )
     for name, other in comparison["models"].items():
         st.markdown(f"**{name}** vs {comparison['reference']}")
         st.dataframe(charts.difference_table(comparison["reference_metrics"], other), hide_index=True,
                      width="stretch")  # fmt: skip
         test, disagree = other["mcnemar"], other["disagreements"]
-        st.markdown(
-            f"McNemar's exact test on correctness: {test['b']} right only by the reference, {test['c']} right only "
-            f"by {name}, p = {test['p_value']:.3g}. Predictions differ on {disagree['count']:,} examples "
-            "(rows of the split, first ones below)."
-        )
+        if test is not None:
+            right = "correctness" if classes else "exact match"
+            st.markdown(
+                f"McNemar's exact test on {right}: {test['b']} right only by the reference, {test['c']} right only "
+                f"by {name}, p = {test['p_value']:.3g}."
+            )
+        what = "Predictions" if classes else "Per-row scores (token F1 for answers, entity F1 for entities)"
+        st.markdown(f"{what} differ on {disagree['count']:,} examples (rows of the split, first ones below).")
         st.dataframe(disagree["rows"], hide_index=True, width="stretch")
 
 
@@ -204,11 +209,13 @@ def show_results() -> None:
                            format_func=described.get, key="eval-open")  # fmt: skip
     saved = services.load_eval(eval_id)
     if saved.config.get("task", "classification") != "classification":
-        overview, groups = st.tabs(["Metrics", "Subgroups"])  # entity or generation scores: no class curves
+        overview, groups, side = st.tabs(["Metrics", "Subgroups", "Side by side"])  # no class curves
         with overview:
             show_overview(saved)
         with groups:
             show_subgroups(saved)
+        with side:
+            show_comparison(saved)
         return
     overview, plots, groups, side = st.tabs(["Metrics", "Plots", "Subgroups", "Side by side"])
     with overview:

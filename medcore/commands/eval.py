@@ -209,23 +209,31 @@ def print_comparison(out: dict, args: argparse.Namespace) -> None:
     """Per compared model: each summary metric, reference -> model, difference with its paired 95% CI."""
     comparison = out["comparison"]
     reference, n = comparison["reference"], comparison["n"]
+    classes = comparison.get("task", "classification") == "classification"
+    resampling = "stratified bootstrap" if classes else "bootstrap over rows"
+    lower = f"; lower is better for {', '.join(LOWER_IS_BETTER)}" if classes else ""
     print(
         f"Compared with {reference} on {args.dataset}/{args.split}, {n:,} examples: difference = model - reference, "
-        f"paired stratified bootstrap 95% CI ({comparison['resamples']:,} resamples, seed {comparison['seed']}); "
-        f"* = CI excludes 0; lower is better for {', '.join(LOWER_IS_BETTER)}."
+        f"paired {resampling} 95% CI ({comparison['resamples']:,} resamples, seed {comparison['seed']}); "
+        f"* = CI excludes 0{lower}."
     )
-    width = max(len(name) for name in SUMMARY)
     for name, other in comparison["models"].items():
         print(f"\n{name} vs {reference}")
-        for metric in SUMMARY:
+        metrics = [m for m in SUMMARY if m in other["differences"]] if classes else list(other["differences"])
+        width = max(len(metric) for metric in metrics)
+        for metric in metrics:
             before, after = comparison["reference_metrics"][metric], other["metrics"][metric]
             values = "undefined" if before is None or after is None else f"{before:.3f} -> {after:.3f}"
             print(f"  {metric:<{width}}  {values:<14}  {difference_cell(other['differences'][metric])}")
         test, disagree = other["mcnemar"], other["disagreements"]
-        print(
-            f"  McNemar (exact, on correctness): {test['b']} right only by {reference}, {test['c']} right only by "
-            f"{name}, p = {test['p_value']:.3g}; predictions differ on {disagree['count']:,} of {n:,} examples"
-        )
+        what = "predictions" if classes else "per-row scores"
+        if test is not None:
+            right = "correctness" if classes else "exact match"
+            print(
+                f"  McNemar (exact, on {right}): {test['b']} right only by {reference}, {test['c']} right only by "
+                f"{name}, p = {test['p_value']:.3g}"
+            )
+        print(f"  {what} differ on {disagree['count']:,} of {n:,} examples")
     ids = ", ".join(f"{name} = {eval_id}" for name, eval_id in zip(out["names"], out["models"], strict=True))
     print(f"\nsaved evals: {ids}; the comparison (with the disagreeing rows): evals/{out['models'][0]}/{COMPARISON}")
 

@@ -2,9 +2,10 @@
 
     python -m medcore.evaluate.after_run RUN_DIR
 
-The result goes to the run's status.json under rundir.TEST_EVAL (state, eval id, accuracy with its 95% CI), and the
-full eval to evals/<eval_id>/ like any `medcore eval run`. A run of a task the evaluator does not score, or a
-dataset without test rows, is marked skipped with the reason; an error is recorded and never fails the run.
+The result goes to the run's status.json under rundir.TEST_EVAL (state, eval id, the task's headline metric with its
+95% CI: accuracy, entity F1 or answer token F1), and the full eval to evals/<eval_id>/ like any `medcore eval run`.
+A run the evaluator cannot score (a dataset without test rows, a language model trained on text with no reference
+answers) is marked skipped with the reason; an error is recorded and never fails the run.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from pathlib import Path
 from medcore.data.manifest import read_manifest
 from medcore.errors import MedcoreError
 from medcore.evaluate.runner import evaluate_model
-from medcore.evaluate.sources import CLASSIFIER_TASKS
+from medcore.evaluate.sources import SUPPORTED_TASKS
 from medcore.rundir import TEST_EVAL, RunDir
 from medcore.train.spec import load_spec
 from medcore.workspace import Workspace
 
-HEADLINE_METRIC = "accuracy"
+HEADLINE_METRIC = {"classification": "accuracy", "token-classification": "f1", "causal-lm": "token_f1"}
 SPLIT = "test"
 
 
@@ -35,8 +36,9 @@ def evaluate_run(rd: RunDir) -> dict:
         rd.update_status(**{TEST_EVAL: {"state": "running"}})
         try:
             result = evaluate_model(rd.run_id, ws, spec.dataset, SPLIT, seed=spec.seed)
-            headline = result["metrics"][HEADLINE_METRIC]
-            record = {"state": "completed", "eval_id": result["eval_id"], "metric": HEADLINE_METRIC,
+            metric = HEADLINE_METRIC[spec.task]
+            headline = result["metrics"][metric]
+            record = {"state": "completed", "eval_id": result["eval_id"], "metric": metric,
                       "value": headline["value"], "ci_low": headline["ci_low"], "ci_high": headline["ci_high"],
                       "n": result["n"]}  # fmt: skip
         except MedcoreError as exc:
@@ -48,13 +50,16 @@ def evaluate_run(rd: RunDir) -> dict:
 
 
 def skip_reason(ws: Workspace, spec) -> str | None:
-    if spec.task not in CLASSIFIER_TASKS:  # its headline is accuracy; other tasks are scored on request
-        return (
-            f"Scoring after training covers {', '.join(CLASSIFIER_TASKS)} runs; this one is {spec.task}: score it "
-            f"with `medcore eval run RUN_ID --dataset {spec.dataset}`."
-        )
-    if not read_manifest(ws, spec.dataset).rows.get(SPLIT):
+    if spec.task not in SUPPORTED_TASKS:
+        return f"The evaluator does not score {spec.task} runs."
+    manifest = read_manifest(ws, spec.dataset)
+    if not manifest.rows.get(SPLIT):
         return f"Dataset '{spec.dataset}' has no {SPLIT} rows."
+    if spec.task == "causal-lm" and not (manifest.mapping.prompt and manifest.mapping.response):
+        return (  # a language model trained on plain text has no reference answer to be scored against
+            f"Dataset '{spec.dataset}' maps no prompt and response columns, so there is no reference answer to score "
+            "the run's answers against."
+        )
     return None
 
 

@@ -12,6 +12,7 @@ The first model is the reference; each other model is compared with it. Rules:
   A metric undefined for either model (e.g. AUROC without probabilities) has value and interval None, never 0.
 - McNemar's exact test on correctness: b = reference right and model wrong, c = the reverse; two-sided exact binomial
   p-value of min(b, c) on b + c trials at p = 0.5 (p = 1.0 when b + c == 0).
+- Classification here; generation and token classification (no classes) in compare_rows.py, same JSON shape.
 - Disagreements: the rows (0-based positions in the split or predictions) where the predicted labels differ, with
   the true and both predicted labels (labels or codes, never text): the count, and the first MAX_DISAGREEMENTS rows.
 """
@@ -19,16 +20,16 @@ The first model is the reference; each other model is compared with it. Rules:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
-from medcore.data.manifest import read_manifest
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.bootstrap import BootstrapConfig, bootstrap_interval, jackknife_weights, resample_weights
+from medcore.evaluate.compare_rows import compare_row_predictions
+from medcore.evaluate.mcnemar import mcnemar_test
 from medcore.evaluate.metrics import HEADLINE, check_codes, check_probabilities, score_batch
 from medcore.evaluate.results import COMPARISON, load_eval
 from medcore.evaluate.runner import EvalRunConfig, check_request, evaluate_model
@@ -37,38 +38,7 @@ from medcore.rundir import write_json_atomic
 from medcore.workspace import Workspace
 
 MAX_DISAGREEMENTS = 100  # rows listed per model pair; "count" always gives the total
-EXACT_TRIALS = 50_000  # McNemar: exact integer sum up to this many discordant pairs (~0.2 s), log space above
 LOWER_IS_BETTER = ("brier", "ece")
-
-
-def mcnemar_p_value(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), capped at 1; 1.0 if b + c == 0.
-
-    Exact rational arithmetic up to EXACT_TRIALS trials (Python's int / int rounds correctly, so tiny p-values
-    underflow to 0.0 rather than going wrong); above that, a log-space sum accurate to ~1e-9 relative.
-    """
-    n, k = b + c, min(b, c)
-    if n == 0 or 2 * k >= n - 1:  # min(b, c) at the centre: the tails cover everything
-        return 1.0
-    if n <= EXACT_TRIALS:
-        term = total = 1  # C(n, 0)
-        for i in range(k):
-            term = term * (n - i) // (i + 1)  # C(n, i + 1), exact
-            total += term
-        return min(1.0, total / (1 << (n - 1)))
-    i = np.arange(k, 0, -1)
-    # log C(n, j) - log C(n, k) for j = k, k-1, ..., 0: every term <= the largest, C(n, k), as k < n / 2
-    relative = np.concatenate([[0.0], -np.cumsum(np.log((n - i + 1) / i))])
-    log_top = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-    log_p = math.log(2) + log_top + math.log(float(np.exp(relative).sum())) - n * math.log(2)
-    return min(1.0, math.exp(log_p))
-
-
-def mcnemar_test(reference_right: np.ndarray, model_right: np.ndarray) -> dict[str, int | float]:
-    """{"b": reference right only, "c": model right only, "p_value"} of two boolean correctness arrays."""
-    b = int(np.count_nonzero(reference_right & ~model_right))
-    c = int(np.count_nonzero(~reference_right & model_right))
-    return {"b": b, "c": c, "p_value": mcnemar_p_value(b, c)}
 
 
 def disagreement_table(y_true: np.ndarray, reference: np.ndarray, model: np.ndarray, labels=None) -> dict:
@@ -214,17 +184,21 @@ def compare_evals(ws: Workspace, eval_ids: list[str], names: list[str], config: 
     """
     evals = [(saved.config, saved.predictions) for saved in (load_eval(ws, eval_id) for eval_id in eval_ids)]
     record, first = evals[0]
-    labels = record["labels"]
-    code = {label: i for i, label in enumerate(labels)}
-    key = ("dataset", "split", "dataset_content_hash", "labels")
+    labels = record.get("labels")
+    code = {label: i for i, label in enumerate(labels or [])}
+    key = ("dataset", "split", "dataset_content_hash", "labels", "task")
     for eval_id, (other, frame) in zip(eval_ids[1:], evals[1:], strict=True):
         same = [other.get(k) == record.get(k) for k in key]
-        if not all(same) or not frame[["row", "y_true"]].equals(first[["row", "y_true"]]):
+        rows = [c for c in ("row", "y_true") if c in first.columns]
+        if not all(same) or not frame[rows].equals(first[rows]):
             raise MedcoreError(
                 f"Evals '{eval_ids[0]}' and '{eval_id}' did not score the same examples (dataset, split, content "
                 "hash, labels or rows differ). Compare evals of one dataset split only."
             )
     frames = dict(zip(names, (frame for _, frame in evals), strict=True))
+    task = record.get("task", "classification")
+    if task not in CLASSIFIER_TASKS:  # generation and entity metrics: paired row resamples, no classes
+        return compare_row_predictions(task, frames, config)
     preds = {name: frame["y_pred"].map(code).to_numpy(dtype=np.int64) for name, frame in frames.items()}
     proba = {name: frame[[f"p_{label}" for label in labels]].to_numpy(dtype=float) for name, frame in frames.items()}
     y_true = first["y_true"].map(code).to_numpy(dtype=np.int64)
@@ -256,8 +230,8 @@ def compare_models(
         {"models": [eval ids, reference first], "names": [the names in the comparison, same order],
         "comparison": compare_predictions' dict}.
     Raises:
-        MedcoreError: bad options, an unknown model or a dataset that is not a classification dataset (before any
-            model runs), and what evaluate_model raises.
+        MedcoreError: bad options, an unknown model or a dataset of a task the evaluator does not score (before
+            any model runs), and what evaluate_model raises.
     """
     config = compare_config(
         model=model,
@@ -270,12 +244,6 @@ def compare_models(
         max_new_tokens=max_new_tokens,
         keep_outputs=keep_outputs,
     )
-    task = read_manifest(ws, dataset).task
-    if task not in CLASSIFIER_TASKS:  # the paired differences and McNemar's test read class predictions
-        raise MedcoreError(
-            f"Dataset '{dataset}' is a {task or 'text-only'} dataset; --compare compares classifiers today. "
-            "Evaluate each model on its own (`medcore eval run MODEL`) and read their CIs side by side."
-        )
     models = [model, *compare]
     check_request(ws, dataset, split, models)  # a misspelt --compare fails now, not after the first forward pass
     options = config.model_dump(exclude={"model", "compare"})
