@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "medcore.commands.serve",
         "Serve a model and its LoRA adapters over the OpenAI protocol (embedded or vLLM); list and stop servers.",
     ),
+    "card": ("medcore.commands.cards", "Write a completed run's model card (MODEL_CARD.md in its run folder)."),
+    "docs": ("medcore.commands.docs_reference", "Regenerate docs/config-reference.md from the config models."),
 }
 
 
