@@ -28,11 +28,14 @@ def test_a_completed_run_gets_its_test_split_scored(workspace):
     import_notes(workspace)
     rd = make_run(workspace)
     save_untrained_adapter(workspace, rd)
+    rd.update_status(state="completed")  # as the supervisor leaves it before scoring
     record = evaluate_run(rd)
     assert record["state"] == "completed"
     assert rd.read_status()[TEST_EVAL] == record == run_status(rd.run_id, workspace).test_eval
     result = json.loads((workspace.evals / record["eval_id"] / "result.json").read_text())
     assert record["n"] == result["n"] == read_manifest(workspace, "notes").rows["test"]
+    card = (rd.path / "MODEL_CARD.md").read_text()  # written after the scoring, with its figures
+    assert record["eval_id"] in card
     accuracy = result["metrics"]["accuracy"]
     assert (record["value"], record["ci_low"], record["ci_high"]) == (
         accuracy["value"], accuracy["ci_low"], accuracy["ci_high"]

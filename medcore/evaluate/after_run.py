@@ -5,7 +5,8 @@
 The result goes to the run's status.json under rundir.TEST_EVAL (state, eval id, the task's headline metric with its
 95% CI: accuracy, entity F1 or answer token F1), and the full eval to evals/<eval_id>/ like any `medcore eval run`.
 A run the evaluator cannot score (a dataset without test rows, a language model trained on text with no reference
-answers) is marked skipped with the reason; an error is recorded and never fails the run.
+answers) is marked skipped with the reason; an error is recorded and never fails the run. The run's model card
+(MODEL_CARD.md) is written after, with those figures in it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from medcore.data.manifest import read_manifest
 from medcore.errors import MedcoreError
+from medcore.evaluate.model_card import write_model_card
 from medcore.evaluate.runner import evaluate_model
 from medcore.evaluate.sources import SUPPORTED_TASKS
 from medcore.rundir import TEST_EVAL, RunDir
@@ -46,7 +48,17 @@ def evaluate_run(rd: RunDir) -> dict:
         except Exception as exc:  # library messages can quote input text: keep the type only
             record = {"state": "failed", "error": f"The test-split evaluation failed with {type(exc).__name__}."}
     rd.update_status(**{TEST_EVAL: record})
+    write_card(rd)
     return record
+
+
+def write_card(rd: RunDir) -> None:
+    """The run's MODEL_CARD.md with the test-split figures just recorded; a card that cannot be written (an
+    unreadable manifest or audit log) never fails the run: `medcore card RUN_ID` writes it later."""
+    try:
+        write_model_card(rd.run_id, Workspace(rd.path.parent.parent))
+    except Exception as exc:  # noqa: BLE001 - the card is a by-product; keep the type only (messages can quote data)
+        print(f"model card not written ({type(exc).__name__}); write it with `medcore card {rd.run_id}`", flush=True)
 
 
 def skip_reason(ws: Workspace, spec) -> str | None:
