@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from app_helpers import open_page, texts, widget
@@ -83,6 +85,35 @@ def test_invalid_topology_is_a_message(datasets):
     errors = texts(at, "error")
     assert len(errors) == 1 and "rdzv_endpoint" in errors[0], errors
     assert not at.button  # nothing to launch while the spec is invalid
+
+
+def test_multi_node_form_shows_the_other_nodes_commands(datasets):
+    from medcore.train import load_spec
+    from medcore.train.launch import open_run_dir
+
+    at = open_page("train")
+    widget(at.number_input, "Nodes").set_value(3)
+    at.run()
+    widget(at.text_input, "Rendezvous HOST:PORT").set_value("10.0.0.1:29500")
+    at.run()
+    assert not at.exception and not at.error, texts(at, "error")
+    run_id = widget(at.text_input, "Run id (the same on every node)").value
+    assert run_id and f'"run_id": "{run_id}"' in at.json[0].value
+    lines = at.code[0].value.splitlines()
+    spec_json = datasets.runs / run_id / "spec.json"
+    assert lines == [f"MEDCORE_HOME={datasets.root} medcore train {spec_json} node_rank={n}" for n in (1, 2)]
+    at.run()
+    assert widget(at.text_input, "Run id (the same on every node)").value == run_id  # chosen once, kept
+    # What Launch creates, node 1 joins with exactly that command's spec file and override.
+    open_run_dir(load_spec(json.loads(at.json[0].value)), datasets, run_id)
+    assert open_run_dir(load_spec(spec_json, ["node_rank=1"]), datasets, run_id).path == spec_json.parent
+
+
+def test_save_interval_reaches_the_spec(datasets):
+    at = open_page("train")
+    widget(at.number_input, "Checkpoint every N steps (0: none)").set_value(25)
+    at.run()
+    assert '"save_interval": 25' in at.json[0].value
 
 
 def test_no_dataset_points_to_data(workspace):

@@ -45,7 +45,7 @@ def test_busy_port_is_rejected_before_anything_is_created(notes):
         port = sock.getsockname()[1]
         with pytest.raises(MedcoreError, match=f"Port {port} on 127.0.0.1 is already in use"):
             launch_run({"dataset": "notes", "max_steps": 2}, notes, port=port)
-        endpoint = {"nnodes": 2, "rdzv_endpoint": f"127.0.0.1:{port}"}
+        endpoint = {"nnodes": 2, "rdzv_endpoint": f"127.0.0.1:{port}", "run_id": "busy-port"}
         with pytest.raises(MedcoreError, match=f"Port {port} on 127.0.0.1 is already in use"):
             launch_run({"dataset": "notes", "max_steps": 2, **endpoint}, notes)
     assert run_folders(notes) == []

@@ -8,6 +8,7 @@ import streamlit as st
 
 from medcore.errors import MedcoreError
 from medcore.models import REGISTRY_NAMES
+from medcore.train.launch import join_commands, new_run_id
 from medcore.train.spec import RunSpec
 
 FIELDS = RunSpec.model_fields
@@ -82,7 +83,7 @@ def choose_presets() -> dict:
     return chosen
 
 
-def choose_topology() -> dict:
+def choose_topology(fields: dict) -> dict:
     cols = st.columns(3)
     nproc = cols[0].number_input(
         ui.LABELS["nproc_per_node"], value=1, step=1, key="train_nproc", help=FIELDS["nproc_per_node"].description
@@ -93,7 +94,20 @@ def choose_topology() -> dict:
         out["rdzv_endpoint"] = cols[2].text_input(
             "Rendezvous HOST:PORT", key="train_rdzv", help=FIELDS["rdzv_endpoint"].description
         )
+        if "train_run_id" not in st.session_state:  # chosen once: every node's command carries it
+            st.session_state["train_run_id"] = new_run_id(services.build_spec(fields))
+        out["run_id"] = st.text_input("Run id (the same on every node)", key="train_run_id",
+                                      help=FIELDS["run_id"].description)  # fmt: skip
     return out
+
+
+def show_other_nodes(spec) -> None:
+    """What to run on the other nodes: Launch starts node 0 here, in this workspace's run folder."""
+    if spec.nnodes == 1:
+        return
+    st.markdown(f"**Other nodes:** Launch starts node 0 here; then run one line per other node ({spec.nnodes - 1}), "
+                "each on its own machine with this workspace mounted at the same path:")  # fmt: skip
+    st.code("\n".join(join_commands(services.workspace(), spec.run_id, spec.nnodes)), language="bash")
 
 
 # Number boxes carry no min/max of their own: a browser refuses an out-of-range value silently and keeps the
@@ -118,6 +132,10 @@ def choose_hyperparameters() -> dict:
     out["epochs"] = cols[1].number_input("Epochs", value=float(default("epochs")), step=0.5, key="train_epochs")
     out["eval_interval"] = cols[2].number_input("Eval every N steps", value=0, step=1, key="train_eval")
     out["seed"] = cols[3].number_input("Seed", value=default("seed"), step=1, key="train_seed")
+    out["save_interval"] = st.columns(4)[0].number_input(
+        "Checkpoint every N steps (0: none)", value=default("save_interval"), step=1, key="train_save",
+        help=FIELDS["save_interval"].description,
+    )  # fmt: skip
     if steps:
         out["max_steps"] = int(steps)
     return out
@@ -140,13 +158,14 @@ with ui.guard("Building the run spec", stop=True):
     st.subheader("Presets")
     fields |= choose_presets()
     st.subheader("Processes")
-    fields |= choose_topology()
+    fields |= choose_topology(fields)
     st.subheader("Hyper-parameters")
     fields |= choose_hyperparameters()
     spec = services.build_spec(fields)
 
 with ui.guard("Estimating memory"):
     show_estimate(spec)
+show_other_nodes(spec)
 
 with st.expander("Run spec (spec.json)"):
     st.json(spec.model_dump(exclude_defaults=True))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 
-# A run id is a folder name, a Kubernetes label value and a torchrun --rdzv-id: 1-63 characters, alphanumeric ends.
-RUN_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+# The run id rule lives with the run spec (its run_id field); launch files check it the same way.
+from medcore.train.spec import RUN_ID, check_run_id  # noqa: F401
+
 # An absolute path with no blank, quote, '%' (SLURM's filename patterns), ':' (Kubernetes mount paths) or '$'.
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@/-]*$")
 # sbatch values: partitions may be a comma-separated list; times are MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
@@ -34,13 +35,6 @@ def problem(value: str | None, pattern: re.Pattern, name: str, expected: str) ->
     if value is None or pattern.match(value):
         return None
     return f"{name} {value!r} is not {expected}"
-
-
-def check_run_id(value: str) -> str:
-    """Raise ValueError (for pydantic) when `value` cannot be a run id."""
-    if not RUN_ID.match(value):
-        raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
-    return value
 
 
 def check_path(value: str) -> str:

@@ -1,9 +1,17 @@
-"""`medcore train SPEC.yaml [--nproc N] [key=value ...]`: validate a run spec, create the run folder, launch it."""
+"""`medcore train SPEC.yaml [--nproc N] [key=value ...]`: validate a run spec, create the run folder, launch it.
+
+One job on several nodes: the same command on every node with its node_rank and one shared run id, e.g.
+`medcore train SPEC.yaml nnodes=2 rdzv_endpoint=HOST:PORT node_rank=1 run_id=ID` (without run_id it prints them).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from medcore.errors import MedcoreError
@@ -39,6 +47,36 @@ def stream_job(command: list[str], log_path) -> int:
     return run_foreground(RunDir(Path(log_path).parent), command)
 
 
+def run_other_node(command: list[str], log_path: Path) -> int:
+    """Run a node other than 0 in the foreground, its output in its own log (echoed); returns torchrun's exit code.
+
+    Node 0's launcher records and settles the run (launch.json, status.json), so this one writes nothing else to the
+    shared folder. Ctrl-C reaches torchrun too (same process group), which stops the ranks; if this process is
+    killed, the kernel sends torchrun SIGTERM (the shim of medcore.jobs.foreground).
+    """
+    from medcore.jobs.foreground import PDEATHSIG_SHIM, POLL_S, echo_log
+
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        shim = [sys.executable, "-c", PDEATHSIG_SHIM, str(os.getpid()), *command]
+        proc = subprocess.Popen(shim, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    while proc.poll() is None:
+        try:
+            offset = echo_log(log_path, offset, sys.stdout.buffer)
+            time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            continue  # torchrun got the same Ctrl-C: wait for the ranks to save and stop
+    echo_log(log_path, offset, sys.stdout.buffer)
+    return proc.returncode
+
+
+def command_line(args: argparse.Namespace) -> list[str]:
+    """This invocation as a command (for the per-node commands of a multi-node refusal)."""
+    nproc = ["--nproc", str(args.nproc)] if args.nproc is not None else []
+    return ["medcore", "train", *(["--detach"] if args.detach else []), args.spec, *args.overrides, *nproc]
+
+
 def summarise(rd) -> str:
     status = rd.read_status()
     lines = [f"run {rd.run_id}: {status.get('state')} at step {status.get('step')}/{status.get('max_steps')}"]
@@ -54,12 +92,14 @@ def summarise(rd) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medcore.train import load_spec, prepare_run_dir, torchrun_command, validate_spec
+    from medcore.train import load_spec, torchrun_command, validate_spec
+    from medcore.train.launch import new_run_id, node_log, open_run_dir, require_run_id
     from medcore.workspace import get_workspace
 
     ws = get_workspace()
     nproc = [f"nproc_per_node={args.nproc}"] if args.nproc is not None else []
     spec = load_spec(args.spec, list(args.overrides) + nproc)
+    require_run_id(spec, command_line(args))
     validate_spec(spec, ws)  # raises before any folder or process exists
     if args.dry_run:
         print("spec is valid; would run: " + " ".join(torchrun_command(spec, _DryRun())))
@@ -67,12 +107,21 @@ def run(args: argparse.Namespace) -> int:
     if args.detach:
         from medcore.jobs import launch_run
 
+        if spec.node_rank > 0:  # a detached launcher records the run in launch.json: node 0's, which it would replace
+            raise MedcoreError(
+                f"--detach queues node 0 of a job only; start node {spec.node_rank} in the foreground (e.g. under "
+                "tmux or nohup): it joins the run folder and keeps its log apart."
+            )
+
         run_id = launch_run(spec, ws)
         print(f"queued run {run_id}; follow it with `medcore runs`")
         return 0
-    rd = prepare_run_dir(spec, ws)
+    rd = open_run_dir(spec, ws, spec.run_id or new_run_id(spec))  # node 0 or the first node creates it
     command = torchrun_command(spec, rd)
-    print(f"run {rd.run_id}: {' '.join(command)}", flush=True)
+    node = f" node {spec.node_rank} of {spec.nnodes}" if spec.nnodes > 1 else ""
+    print(f"run {rd.run_id}{node}: {' '.join(command)}", flush=True)
+    if spec.node_rank > 0:
+        return finish_other_node(rd, spec.node_rank, run_other_node(command, node_log(rd, spec.node_rank)))
     code = stream_job(command, rd.log)
     status = rd.read_status()
     print(summarise(rd))
@@ -81,6 +130,19 @@ def run(args: argparse.Namespace) -> int:
     if status.get("state") == "failed":
         raise MedcoreError(f"Run {rd.run_id} failed: {status.get('error')} {status.get('hint') or ''}".strip())
     return code or 1
+
+
+def finish_other_node(rd, node_rank: int, code: int) -> int:
+    """Node N's ending: its exit code (the run's state is node 0's to record)."""
+    from medcore.train.launch import node_log
+
+    if code != 0:
+        raise MedcoreError(
+            f"Node {node_rank} of run {rd.run_id} ended with exit code {code}: read its log {node_log(rd, node_rank)} "
+            f"and node 0's (`medcore runs logs {rd.run_id}`)."
+        )
+    print(f"node {node_rank} of run {rd.run_id} finished; node 0 records the run (`medcore runs status {rd.run_id}`)")
+    return 0
 
 
 class _DryRun:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medcore.errors import MedcoreError, validated
+
+# A run id is a folder name, a Kubernetes label value and a torchrun --rdzv-id: 1-63 characters, alphanumeric ends.
+RUN_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_run_id(value: str) -> str:
+    """Raise ValueError (for pydantic) when `value` cannot be a run id."""
+    if not RUN_ID.match(value):
+        raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
+    return value
 
 
 class RunSpec(BaseModel):
@@ -70,6 +81,11 @@ class RunSpec(BaseModel):
     rdzv_endpoint: str | None = Field(
         None, description="HOST:PORT of the rendezvous (node 0); required when nnodes > 1."
     )
+    run_id: str | None = Field(
+        None,
+        description="The run's id (its folder runs/RUN_ID and torchrun's --rdzv-id), the same on every node; "
+        "required when nnodes > 1. Unset on one node: a new id from the time and the name.",
+    )
     dist_timeout_s: int = Field(60, gt=0, description="Seconds before a missing peer or collective fails the job.")
     resume: bool = Field(False, description="Continue from the newest checkpoint in the run folder.")
     export_merged: bool = Field(False, description="Also write the base model with the adapter merged into merged/.")
@@ -92,6 +108,11 @@ class RunSpec(BaseModel):
         description="Let this run download a hub model it does not find locally (also: MEDCORE_ALLOW_DOWNLOADS=1). "
         "Off: MedCore never contacts the model hub; fetch a model once with `hf download ID`.",
     )
+
+    @field_validator("run_id")
+    @classmethod
+    def _check_run_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_run_id(value)
 
     @model_validator(mode="after")
     def _check_class_weighting(self) -> RunSpec:
