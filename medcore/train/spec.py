@@ -98,7 +98,8 @@ class RunSpec(BaseModel):
     evaluate_after: bool = Field(
         True,
         description="When the run completes, score it on its dataset's test split with 95% CIs (as `medcore eval "
-        "run`); the Runs page shows the headline. Classification runs with a test split only.",
+        "run`) and write its model card; the Runs page shows the headline (accuracy, entity F1 or answer token F1). "
+        "Needs a test split, and for a language model prompt and response columns.",
     )
     allow_unredacted: bool = Field(
         False, description="Train on a dataset not marked redacted. Audited; only for data already de-identified."
