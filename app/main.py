@@ -7,6 +7,7 @@ import services
 import streamlit as st
 
 from medcore.access.bind import logins_configured
+from medcore.access.roles import is_allowed
 from medcore.errors import MedcoreError
 
 # The page icon ships with the app: a `:material/` page icon makes the browser fetch it from a fonts host, and a
@@ -27,6 +28,9 @@ PAGES = [
     st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("views/chat.py", title="Chat", icon=":material/chat:"),
 ]
+# Only for roles that may read the log (admins): the page is absent from everyone else's navigation, and the engine
+# refuses them the records anyway.
+AUDIT_PAGE = st.Page("views/audit.py", title="Audit", icon=":material/policy:")
 
 ws = services.workspace()
 configured = logins_configured(ws)  # the users file, read once per page run
@@ -38,4 +42,4 @@ except MedcoreError as exc:  # bound beyond loopback with no user configured
 st.session_state[services.ACTOR_KEY] = actor  # services check it on every engine call made for this user
 auth.sidebar(actor, ws, configured)
 services.warm_up()  # the PHI detector loads in the background while the user looks at other pages
-st.navigation(PAGES).run()
+st.navigation(PAGES + ([AUDIT_PAGE] if is_allowed(actor.role, "view_audit") else [])).run()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from medcore.access.actor import Actor
 from medcore.data.manifest import ColumnMapping, DatasetManifest
 from medcore.workspace import Workspace, get_workspace
 
@@ -22,19 +24,32 @@ UPLOAD_KEY = "_medcore_upload"  # session_state slot holding the last parsed upl
 ACTOR_KEY = "_medcore_actor"  # session_state slot app/main.py fills with the signed-in Actor (app/auth.py)
 
 
-def require(action: str, obj: str | None = None) -> None:
-    """Refuse, with the role to ask for, an action the signed-in user's role may not take (medcore.access.require).
-
-    Every service that changes data, jobs, models or reviews, or shows raw PHI, calls it first: a viewer cannot
-    launch a run by calling the service, whatever the page shows.
-    """
-    from medcore.access.actor import require as check
+def actor() -> Actor:
+    """The signed-in user's Actor (medcore.access), which every engine call made for them carries."""
     from medcore.errors import MedcoreError
 
-    actor = st.session_state.get(ACTOR_KEY)
-    if actor is None:
+    signed_in = st.session_state.get(ACTOR_KEY)
+    if signed_in is None:
         raise MedcoreError("Nobody is signed in to this console session: open the console's front page and log in.")
-    check(actor, action, obj)
+    return signed_in
+
+
+def acting(action: str, kind: str, **fields: Any) -> AbstractContextManager[dict]:
+    """Check the signed-in user's role for `action`, then leave one audit record naming them, `kind` and the object
+    (`fields`, by id) with the outcome (medcore.access.acting). Every service that changes data, jobs, models or
+    reviews runs inside it: a viewer cannot launch a run by calling the service, whatever the page shows."""
+    from medcore.access.acting import acting as audited
+
+    return audited(workspace(), actor(), action, kind=kind, **fields)
+
+
+def require(action: str, obj: str | None = None, kind: str | None = None, **fields: Any) -> None:
+    """Refuse, with the role to ask for, a read the signed-in user's role may not make (on dataset `obj` for a PHI
+    preview); a refusal is audited as `kind` with `fields`, a read that is allowed is not."""
+    from medcore.access.acting import refusals_audited
+
+    with refusals_audited(workspace(), actor(), action, kind=kind, obj=obj, **({"dataset": obj} if obj else fields)):
+        pass
 
 
 def workspace() -> Workspace:
@@ -68,7 +83,7 @@ def list_datasets() -> list[DatasetManifest]:
 
 def read_upload(uploaded: Any) -> pd.DataFrame:
     """Parse a Streamlit UploadedFile once per upload (re-runs reuse the frame from session state)."""
-    require("import_data")
+    require("import_data", kind="dataset_imported", source_file=uploaded.name)
     from medcore.data.readers import read_upload as parse
 
     key = (uploaded.file_id, uploaded.name, uploaded.size)
@@ -81,14 +96,23 @@ def read_upload(uploaded: Any) -> pd.DataFrame:
 
 
 def read_folder(path: str) -> pd.DataFrame:
-    """Read a file or dataset folder on the console's machine."""
-    require("import_data")
-    from medcore.data.readers import read_upload as parse
+    """Read a file or dataset folder on the console's machine, from inside the import roots only."""
+    from medcore.data.import_roots import read_server_path
     from medcore.errors import MedcoreError
 
     if not path.strip():
-        raise MedcoreError("Type the path of a file or folder on this machine, e.g. /data/notes.parquet.")
-    return parse(Path(path.strip()).expanduser())
+        example = import_roots()[0][0] / "notes.parquet"
+        raise MedcoreError(f"Type the path of a file or folder on this machine, e.g. {example}.")
+    return read_server_path(workspace(), actor(), path)
+
+
+def import_roots() -> tuple[list[Path], str]:
+    """The folders the path box may read from (MEDCORE_IMPORT_ROOTS, else the workspace's imports/ folder) and the
+    engine's note on them."""
+    from medcore.data.import_roots import describe_import_roots
+    from medcore.data.import_roots import import_roots as roots
+
+    return roots(workspace()), describe_import_roots(workspace())
 
 
 def suggest_dataset_name(file_name: str) -> str:
@@ -111,10 +135,9 @@ def validate_dataset(frame: pd.DataFrame, mapping: ColumnMapping, task: str | No
 
 
 def import_dataset(frame: pd.DataFrame, name: str, mapping: ColumnMapping, **options: Any) -> DatasetManifest:
-    require("import_data")
     from medcore.data.importer import import_dataset as do_import
 
-    manifest = do_import(workspace(), frame, name, mapping, **options)
+    manifest = do_import(workspace(), frame, name, mapping, actor=actor(), **options)
     _datasets.clear()
     return manifest
 
@@ -176,31 +199,33 @@ def read_logs(run_id: str, tail: int = 60) -> str:
 
 
 def cancel_run(run_id: str):
-    require("cancel_run")
     from medcore.jobs import cancel_run as cancel
 
-    info = cancel(run_id, workspace())
+    with acting("cancel_run", "run_cancelled", run_id=run_id):
+        info = cancel(run_id, workspace())
     _runs_table.clear()
     return info
 
 
 def resume_run(run_id: str) -> str:
-    require("resume_run")
     from medcore.jobs import resume_run as resume
 
-    new_id = resume(run_id, workspace())
+    with acting("resume_run", "run_resumed", run_id=run_id) as outcome:
+        new_id = outcome["new_run_id"] = resume(run_id, workspace())
     _runs_table.clear()
     return new_id
 
 
 def launch_run(spec) -> str:
     """Validate the spec, create the run folder and queue the job (torchrun + DeepSpeed) in its own process group."""
+    from medcore.access.actor import require as check
     from medcore.jobs import launch_run as launch
 
-    require("launch_run")
-    if getattr(spec, "allow_unredacted", False):
-        require("train_unredacted")
-    run_id = launch(spec, workspace())
+    unredacted = {"allow_unredacted": True} if spec.allow_unredacted else {}
+    with acting("launch_run", "run_launched", dataset=spec.dataset, model=spec.model, **unredacted) as outcome:
+        if spec.allow_unredacted:
+            check(actor(), "train_unredacted")  # refused inside: recorded as this launch's refusal
+        run_id = outcome["run_id"] = launch(spec, workspace())
     _runs_table.clear()
     return run_id
 
@@ -326,9 +351,12 @@ def start_redaction(
     returns the job id to poll."""
     from medcore.phi.job import start_redaction as start
 
-    require("redact_data")
     overrides = {"keep": list(keep), "drop": list(drop), "not_phi": list(not_phi)}
-    return start(workspace(), name, mode, method, out_name or None, threshold=threshold, **overrides)
+    with acting("redact_data", "redaction_started", dataset=name, mode=mode, **overrides) as outcome:
+        job_id = outcome["job_id"] = start(
+            workspace(), name, mode, method, out_name or None, threshold=threshold, **overrides
+        )
+    return job_id
 
 
 def redaction_status(job_id: str) -> dict[str, Any]:
@@ -362,10 +390,27 @@ def verify_audit_log():
 
 
 def audit_records() -> list[dict[str, Any]]:
-    require("view_audit")
+    """Every audit record, oldest first (admins only; the PHI page shows them under its verification)."""
+    from medcore.access.actor import require as check
     from medcore.phi.audit import read_audit_log
 
+    check(actor(), "view_audit")  # not audited: the PHI page asks on every run, for every role
     return read_audit_log(workspace())
+
+
+def audit_log():
+    """(records oldest first, users, actions) for the Audit page (admins only; a refusal is audited)."""
+    from medcore.access.audit_view import filter_choices, read_audit_records
+
+    records = read_audit_records(workspace(), actor())
+    return records, *filter_choices(records)
+
+
+def audit_rows(records: list[dict[str, Any]], **filters: Any) -> list[dict[str, Any]]:
+    """Table rows (time, user, action, object, outcome), newest first, for the filters user, action, since, until."""
+    from medcore.access.audit_view import audit_rows as rows
+
+    return rows(records, **filters)
 
 
 def measured_at(info, threshold: float):
@@ -422,10 +467,11 @@ def evaluable_models(dataset: str | None) -> list[str]:
 
 def start_evaluation(model: str, dataset: str, compare: list[str], **options: Any) -> str:
     """Check the request, then score the model(s) in a detached job; returns the job id at once."""
-    require("run_eval")
     from medcore.evaluate.job import start_evaluation as start
 
-    return start(workspace(), model, dataset, compare=compare or None, **options)
+    with acting("run_eval", "eval_started", model=model, dataset=dataset, compared=list(compare)) as outcome:
+        job_id = outcome["job_id"] = start(workspace(), model, dataset, compare=compare or None, **options)
+    return job_id
 
 
 def evaluation_status(job_id: str) -> dict[str, Any]:
@@ -502,11 +548,13 @@ def list_reviews() -> pd.DataFrame:
 
 def create_review(eval_a: str, eval_b: str, name: str, max_items: int):
     """A blinded review of the rows where two evals of one split disagree (redacts the text: seconds)."""
-    require("manage_reviews")
     from medcore.evaluate.review_sources import create_review_from_evals, review_config
 
-    config = review_config(name=name, max_items=max_items)
-    return create_review_from_evals(workspace(), eval_a, eval_b, config)
+    with acting("manage_reviews", "review_created", evals=[eval_a, eval_b]) as outcome:
+        config = review_config(name=name, max_items=max_items)
+        review = create_review_from_evals(workspace(), eval_a, eval_b, config)
+        outcome["review_id"] = review.review_id
+    return review
 
 
 def next_review_item(review_id: str, reviewer: str):
@@ -517,19 +565,20 @@ def next_review_item(review_id: str, reviewer: str):
 
 
 def record_verdict(review_id: str, item: int, reviewer: str, verdict: str, comment: str) -> dict[str, Any]:
-    require("review_eval")
     from medcore.evaluate.review import open_review
     from medcore.evaluate.review import record_verdict as record
 
-    return record(open_review(workspace(), review_id), item, reviewer, verdict, comment)
+    # the verdict is recorded, the free-text comment is not: it may quote the note
+    with acting("review_eval", "review_verdict", review_id=review_id, item=item, verdict=verdict):
+        return record(open_review(workspace(), review_id), item, reviewer, verdict, comment)
 
 
 def close_review(review_id: str) -> dict[str, Any]:
-    require("manage_reviews")
     from medcore.evaluate.review import close_review as close
     from medcore.evaluate.review import open_review
 
-    return close(open_review(workspace(), review_id))
+    with acting("manage_reviews", "review_closed", review_id=review_id):
+        return close(open_review(workspace(), review_id))
 
 
 def review_summary(review_id: str) -> dict[str, Any]:
@@ -561,10 +610,10 @@ def list_servers() -> list:
 
 def stop_server(name: str):
     """Stop managed server `name` (SIGTERM, then SIGKILL after a grace period)."""
-    require("serve_model")
     from medcore.serve.manage import stop_server as stop
 
-    return stop(name, workspace())
+    with acting("serve_model", "server_stopped", server=name):
+        return stop(name, workspace())
 
 
 def servable_models() -> list[str]:
@@ -617,10 +666,11 @@ def serve_model(model: str) -> str:
     """Serve `model` (tiny-llama or a servable run id) on a managed server: a running server of its base is reused
     (a run's adapter loaded into it), else one is started. A start waits for the server's /health (seconds on CPU,
     minutes for vLLM), so it runs in a thread, never in a script run; returns the id to poll with serve_progress."""
-    require("serve_model")
     import uuid
 
     request_id = uuid.uuid4().hex[:12]
+    with acting("serve_model", "server_start_requested", model=model, request_id=request_id):
+        pass  # the start itself runs in a thread (it waits for /health); the request is what the user did
     request = _serve_requests()[request_id] = {"model": model, "done": False, "served": None, "error": None}
     threading.Thread(
         target=_serve_in_background, args=(request, str(workspace().root)), name="medcore-serve-start", daemon=True
@@ -642,10 +692,10 @@ def list_models(url: str, api_key: str | None = None) -> list[str]:
 
 def stream_chat(url: str, model: str, messages: list[dict[str, str]], **options: Any):
     """The answer's text pieces as the server streams them (api_key, temperature, max_tokens as options)."""
-    require("chat")
     from medcore.serve.client import stream_chat as stream
 
-    return stream(url, model, messages, **options)
+    with acting("chat", "chat_message", model=model, messages=len(messages)):  # counts only: prompts may hold PHI
+        return stream(url, model, messages, **options)
 
 
 def guard_prompt(system: str, prompt: str, guard: bool):
@@ -688,11 +738,13 @@ def export_transcript(chat_id: str) -> bytes:
 def send_pairs_to_review(pairs: list[dict[str, str]], name: str):
     """A new blinded review of side-by-side answers (prompt, model_a, output_a, model_b, output_b each); the text is
     PHI-masked and the model names sealed until the review is closed. A name holding a model name is refused."""
-    require("manage_reviews")
     from medcore.evaluate.review_sources import create_review_from_pairs, review_config, review_pair
 
-    config = review_config(name=name.strip() or None)
-    return create_review_from_pairs(workspace(), [review_pair(**pair) for pair in pairs], config)
+    with acting("manage_reviews", "review_created", source="chat", pairs=len(pairs)) as outcome:
+        config = review_config(name=name.strip() or None)
+        review = create_review_from_pairs(workspace(), [review_pair(**pair) for pair in pairs], config)
+        outcome["review_id"] = review.review_id
+    return review
 
 
 # ---- label balance ------------------------------------------------------------------------------

@@ -95,6 +95,24 @@ def test_phi_preview_only_of_granted_datasets():
     require(Actor("root", "admin"), "preview_phi", "other")
 
 
+def test_a_refused_preview_is_a_refusal_and_leaves_one_record(workspace):
+    from medcore.access.acting import refusals_audited
+    from medcore.access.actor import Refused
+
+    carol = Actor("carol", "clinician-reviewer", frozenset({"notes"}))
+    with refusals_audited(workspace, carol, "preview_phi", obj="notes", dataset="notes"):
+        pass  # granted: a read is not recorded
+    with (
+        pytest.raises(Refused, match="not granted"),
+        refusals_audited(workspace, carol, "preview_phi", obj="other", dataset="other"),
+    ):
+        pytest.fail("the block of a refused read must not run")
+    [record] = records(workspace)
+    assert (record["kind"], record["user"], record["outcome"], record["dataset"]) == (
+        "preview_phi", "carol", "refused", "other",
+    )  # fmt: skip
+
+
 def test_unknown_role_and_unknown_action():
     with pytest.raises(MedcoreError, match="role MedCore does not know; roles are: viewer, clinician-reviewer"):
         require(Actor("eve", "superuser"), "view_runs")

@@ -151,7 +151,8 @@ def test_unreadable_upload_is_a_message_not_a_traceback(workspace):
 
 
 def test_folder_path_source(workspace, tmp_path):
-    path = tmp_path / "notes.parquet"
+    path = workspace.root / "imports" / "notes.parquet"  # the default import root (tests/test_import_roots.py)
+    path.parent.mkdir(exist_ok=True)
     pd.DataFrame({"text": [f"note {i}" for i in range(12)], "label": ["x", "y"] * 6}).to_parquet(path)
     at = open_page("data")
     widget(at.radio, "Source").set_value("File or folder on this machine")
@@ -168,7 +169,7 @@ def test_missing_path_is_explained(workspace, tmp_path):
     at = open_page("data")
     widget(at.radio, "Source").set_value("File or folder on this machine")
     at.run()
-    widget(at.text_input, "Path").set_value(str(tmp_path / "nope.csv"))
+    widget(at.text_input, "Path").set_value(str(workspace.root / "imports" / "nope.csv"))
     at.run()
     assert any("does not exist" in e for e in texts(at, "error"))
     assert not at.exception

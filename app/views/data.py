@@ -26,7 +26,9 @@ def choose_source():
         if uploaded is None:
             return None
         return services.read_upload(uploaded), uploaded.name, uploaded.file_id
-    path = st.text_input("Path", placeholder="/data/notes.parquet or a Hugging Face datasets folder", key="path")
+    roots, where = services.import_roots()
+    placeholder = f"{roots[0] / 'notes.parquet'} or a Hugging Face datasets folder"
+    path = st.text_input("Path", placeholder=placeholder, key="path", help=where)
     if not path:
         return None
     return services.read_folder(path), path, path

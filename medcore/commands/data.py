@@ -95,6 +95,7 @@ def _parse_split(text: str) -> tuple[float, float, float]:
 
 
 def _run_import(args: argparse.Namespace) -> int:
+    from medcore.access.actor import local_admin  # audited as the OS user, who acts as admin on the server's shell
     from medcore.data.importer import import_dataset
     from medcore.data.manifest import ColumnMapping
     from medcore.data.readers import read_upload
@@ -122,7 +123,7 @@ def _run_import(args: argparse.Namespace) -> int:
               f"{mapping.model_dump(exclude_defaults=True)}")  # fmt: skip
     manifest = import_dataset(
         get_workspace(), frame, args.name, mapping, task=args.task, split=split, seed=args.seed,
-        source_file=Path(args.file).name, overwrite=args.overwrite,
+        source_file=Path(args.file).name, overwrite=args.overwrite, actor=local_admin(),
     )  # fmt: skip
     rows = ", ".join(f"{k} {v}" for k, v in manifest.rows.items())
     print(f"imported '{manifest.name}': {rows}; labels: {', '.join(manifest.label_set) or '-'}")

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from medcore.access.acting import acting
+from medcore.access.actor import Actor
+from medcore.data.import_roots import check_import_path
 from medcore.data.manifest import (
     SPLITS,
     ColumnMapping,
@@ -49,13 +52,31 @@ def import_dataset(
     source_file: str | None = None,
     redaction: RedactionInfo | None = None,
     overwrite: bool = False,
+    actor: Actor | None = None,
 ) -> DatasetManifest:
     """Validate, split and write `data` as datasets/<name>/, then register it in the store catalog.
 
+    Args:
+        actor: the user this import is for (the console's signed-in user, the CLI's OS user): their role is
+            checked, a server path must lie under the import roots (medcore.data.import_roots), and the import
+            leaves one audit record. None for the engine's own callers (the demo, a redaction job).
     Raises:
         DatasetValidationError: the data fails validation (its `.report` lists every problem).
+        Refused: the actor may not import data, or the path lies outside the import roots.
         MedcoreError: bad name or split, the dataset exists and overwrite is False, unwritable workspace.
     """
+    if actor is None:
+        return write_import(ws, data, name, mapping, task, split, seed, source_file, redaction, overwrite)
+    with acting(ws, actor, "import_data", kind="dataset_imported", dataset=name) as outcome:
+        if not isinstance(data, pd.DataFrame):
+            source_file = source_file or Path(data).name
+            data = check_import_path(ws, data)
+        manifest = write_import(ws, data, name, mapping, task, split, seed, source_file, redaction, overwrite)
+        outcome |= {"rows": manifest.total_rows, "content_hash": manifest.content_hash}
+    return manifest
+
+
+def write_import(ws, data, name, mapping, task, split, seed, source_file, redaction, overwrite) -> DatasetManifest:
     check_dataset_name(name)
     split = check_fractions(split)
     target = dataset_dir(ws, name)
