@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from medcore.access.actor import Actor
 from medcore.access.audit import append_audit_record
+from medcore.access.sso import sso_login
 from medcore.access.users import actor_for, authenticate
 from medcore.errors import MedcoreError
 from medcore.workspace import Workspace
@@ -49,7 +50,14 @@ class Sessions:
 
     def login(self, user: str, password: str) -> str:
         """Check the password (audited, with lockout: medcore.access.users.authenticate); return a new token."""
-        actor = authenticate(self.ws, user, password, clock=self.clock)
+        return self.start(authenticate(self.ws, user, password, clock=self.clock))
+
+    def login_sso(self, claims) -> str:
+        """A sign-on identity's claims -> the linked user's new token (audited: medcore.access.sso.sso_login). The
+        session then expires like any other, whatever the identity provider's own cookie says."""
+        return self.start(sso_login(self.ws, claims, clock=self.clock))
+
+    def start(self, actor: Actor) -> str:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with self._lock:

@@ -7,6 +7,8 @@ medcore users grant carol notes-redacted      # PHI preview of one dataset for a
 medcore users revoke carol notes-redacted
 medcore users passwd bob
 medcore users unlock bob                      # after MAX_FAILED_LOGINS failed logins
+medcore users link bob bob@hospital.org       # single sign-on: the identity provider's e-mail for bob
+medcore users unlink bob
 medcore users remove bob
 medcore users list [--json]
 
@@ -25,6 +27,7 @@ import sys
 
 from medcore.access.actor import local_admin
 from medcore.access.roles import ROLES
+from medcore.access.sso import link_identity
 from medcore.access.users import (
     MIN_PASSWORD_CHARS,
     add_user,
@@ -61,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="User name.")
     p = sub.add_parser("unlock", help="Clear a user's failed logins and lockout.")
     p.add_argument("name", help="User name.")
+    p = sub.add_parser("link", help="Let a user sign in through single sign-on as IDENTITY (an e-mail address).")
+    p.add_argument("name", help="User name.")
+    p.add_argument("identity", help="The e-mail address the identity provider gives for this person.")
+    p = sub.add_parser("unlink", help="Remove a user's single sign-on identity (the password still works).")
+    p.add_argument("name", help="User name.")
     p = sub.add_parser("list", help="Users, roles, grants and lockouts (never password hashes).")
     p.add_argument("--json", action="store_true", help="One JSON object per user.")
 
@@ -87,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "unlock":
         unlock_user(ws, actor, args.name)
         print(f"Unlocked {args.name}.")
+    elif args.action in {"link", "unlink"}:
+        link_identity(ws, actor, args.name, getattr(args, "identity", None))
+        print(f"{args.name} signs in through single sign-on as {args.identity}." if args.action == "link" else
+              f"{args.name} no longer signs in through single sign-on.")  # fmt: skip
     return 0
 
 
