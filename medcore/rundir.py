@@ -6,7 +6,8 @@ runs/<run_id>/
   launch.json          how the job was launched: command, env overrides, pgid, nnodes, ...
   train.log            stdout+stderr of the launcher and all ranks
   metrics.jsonl        rank 0 appends one JSON object per logging/eval step (flushed)
-  status.json          state, step, max_steps, last_checkpoint, error, hint, updated_at
+  status.json          state, step, max_steps, last_checkpoint, last_save_s, error, hint, updated_at
+  control.json         a pending request from the console/CLI: {"action": "cancel" | "stop", "grace_s", "at", "why"?}
   checkpoints/checkpoint-<step>/   atomic (written as .tmp then renamed); newest K kept
   adapter/             the final PEFT adapter (PeftModel.from_pretrained / vLLM --lora-modules)
   CHECKPOINT_NOW       trigger file: the trainer saves a checkpoint at the next step and deletes it
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcore.fileio import write_bytes_atomic
+from medcore.fileio import file_lock, write_bytes_atomic
 
 # Lifecycle: queued -> starting -> running -> completed | failed | cancelled | stopped
 # ("stopped" = saved and stopped on request; resumable like failed/cancelled).
@@ -33,6 +34,10 @@ FINAL_STATES = ("completed", "failed", "cancelled", "stopped")
 # status.json key of the evaluation a completed run gets on its test split (spec.evaluate_after): {"state" (running,
 # completed, skipped, failed), "eval_id", "metric", "value", "ci_low", "ci_high", "reason" or "error"}
 TEST_EVAL = "test_eval"
+# status.json key: seconds the newest checkpoint took to save (all ranks), which sizes the grace period of a stop.
+LAST_SAVE_S = "last_save_s"
+# status.json key: the content hash of the dataset the run trains on (resume refuses data that changed since).
+DATASET_HASH = "dataset_hash"
 
 # Inside checkpoints/checkpoint-<step>/: written by medcore.train.checkpoint, checked by medcore.jobs.resume.
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -63,17 +68,28 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     checkpoint_trigger = property(lambda self: self.path / "CHECKPOINT_NOW")
     exits = property(lambda self: self.path / "exits")
+    control = property(lambda self: self.path / "control.json")
 
     def read_status(self) -> dict[str, Any]:
         return read_json(self.status, default={})
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` into status.json atomically (readers never see half a file)."""
-        current = self.read_status()
-        current.update(fields)
-        current["updated_at"] = time.time()
-        write_json_atomic(self.status, current)
-        return current
+        """Merge `fields` into status.json atomically (readers never see half a file).
+
+        Read-modify-write under a lock: rank 0, the launcher and the console's threads all write it, and without the
+        lock one of two concurrent updates is lost.
+        """
+        with file_lock(self.path / ".status.lock"):
+            current = self.read_status()
+            current.update(fields)
+            current["updated_at"] = time.time()
+            write_json_atomic(self.status, current)
+            return current
+
+    def requested_action(self) -> str | None:
+        """The pending request of control.json ("cancel" or "stop"), if any."""
+        request = read_json(self.control, default={})
+        return request.get("action") if isinstance(request, dict) else None
 
     def checkpoint_dirs(self) -> list[Path]:
         """Complete checkpoints, oldest first (temp folders of an interrupted save are ignored)."""
@@ -83,6 +99,16 @@ class RunDir:
             p for p in self.checkpoints.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name.split("-")[-1].isdigit()
         ]
         return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+    def remove_temp_checkpoints(self) -> list[str]:
+        """Delete the temp folders of interrupted saves (a save killed midway leaves one); returns their names.
+
+        Only while no save can be in progress: as an attempt starts.
+        """
+        found = sorted(self.checkpoints.glob(f"{CHECKPOINT_TMP_PREFIX}*")) if self.checkpoints.is_dir() else []
+        for path in found:
+            shutil.rmtree(path, ignore_errors=True)
+        return [p.name for p in found]
 
     def latest_checkpoint(self) -> Path | None:
         dirs = self.checkpoint_dirs()

@@ -141,7 +141,7 @@ def test_cancel_a_live_job(workspace):
     while run_status("live", workspace).state != "running" and time.monotonic() < deadline:
         time.sleep(0.2)
     at = open_page("runs")
-    assert [b.label for b in at.button] == ["Cancel"]
+    assert [b.label for b in at.button] == ["Save and stop", "Checkpoint now", "Cancel"]
     at = widget(at.button, "Cancel").click().run(timeout=60)
     assert not at.exception and not at.error, texts(at, "error")
     assert run_status("live", workspace).state == "cancelled"

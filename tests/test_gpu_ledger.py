@@ -77,3 +77,19 @@ def test_fake_device_count_from_the_environment(workspace, monkeypatch):
     monkeypatch.setenv(queue.GPU_COUNT_ENV, "two")
     with pytest.raises(MedcoreError, match="MEDCORE_GPU_COUNT='two' is not a whole number"):
         queue.count_gpus()
+
+
+def test_the_supervisor_gives_a_job_the_devices_its_slot_holds(workspace, monkeypatch):
+    """job_env sets CUDA_VISIBLE_DEVICES from the ledger's devices, not from the slot number."""
+    from medcore.jobs.supervisor import job_env
+    from medcore.rundir import RunDir
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    first = queue.try_slot(workspace, K, gpus=1, device_count=4)
+    second = queue.try_slot(workspace, K, gpus=2, device_count=4)  # slot 1: slot*n would have given devices 2,3
+    rd = RunDir(workspace.runs / "r")
+    assert job_env(rd, {"gpus_per_job": 2}, second, "tag")["CUDA_VISIBLE_DEVICES"] == "1,2"
+    cpu = queue.try_slot(workspace, K)
+    assert "CUDA_VISIBLE_DEVICES" not in job_env(rd, {"gpus_per_job": 0}, cpu, "tag")
+    for slot in (first, second, cpu):
+        slot.release()

@@ -24,6 +24,11 @@ def notes(workspace):
     return workspace
 
 
+def run_folder(ws):
+    """The run's folder: runs/ also holds dot-named lock and queue entries."""
+    return next((p for p in ws.runs.iterdir() if p.is_dir() and not p.name.startswith(".")), None)
+
+
 def start_foreground(ws, tmp_path) -> tuple[subprocess.Popen, RunDir]:
     spec = tmp_path / "spec.yaml"
     spec.write_text("dataset: notes\nnproc_per_node: 2\nmax_steps: 200\nmicro_batch: 4\nmax_length: 32\n")
@@ -31,7 +36,7 @@ def start_foreground(ws, tmp_path) -> tuple[subprocess.Popen, RunDir]:
     # Its own session, as a shell gives a command: the signal goes to its whole process group.
     cli = subprocess.Popen([sys.executable, "-m", "medcore", "train", str(spec)], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    rd = RunDir(wait_for(lambda: ws.runs.exists() and next(ws.runs.iterdir(), None), 60, "the run folder"))
+    rd = RunDir(wait_for(lambda: ws.runs.exists() and run_folder(ws), 60, "the run folder"))
     wait_for(lambda: rd.read_status().get("state") == "running" and rd.read_status().get("step", 0) >= 2, 120, "run")
     return cli, rd
 

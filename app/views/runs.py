@@ -1,6 +1,8 @@
-"""Runs page: every run with its state and best metric; live charts, log tail, cancel/resume; overlay runs."""
+"""Runs page: every run with its state and best metric; live charts, log tail, stop/cancel/checkpoint/resume; overlay
+runs."""
 
 import components as ui
+import run_controls
 import services
 import streamlit as st
 
@@ -22,7 +24,7 @@ TABLE_COLUMNS = {
 }
 
 st.title("Runs")
-st.caption("Watch training jobs live, read their logs, cancel or resume them, and compare runs.")
+st.caption("Watch training jobs live, read their logs, stop, cancel or resume them, and compare runs.")
 
 
 def show_table(table) -> None:
@@ -40,9 +42,14 @@ def show_table(table) -> None:
 
 
 def show_actions(run_id: str, info) -> None:
-    """Cancel / resume (and, when done, serve) buttons for the run's state; results and MedcoreErrors appear under them."""
+    """Stop / checkpoint / cancel / resume (and, when done, serve) buttons for the run's state; results and
+    MedcoreErrors appear under them."""
     col = st.columns([1, 5])[0]
-    if info.state in ACTIVE_STATES and col.button("Cancel", key=f"cancel-{run_id}", icon=":material/cancel:"):
+    if info.state == "running":
+        show_running_controls(col, run_id)
+    cancel_help = "Stop now, without saving: resume continues from the last checkpoint."
+    if info.state in ACTIVE_STATES and col.button("Cancel", key=f"cancel-{run_id}", icon=":material/cancel:",
+                                                  help=cancel_help):  # fmt: skip
         with ui.guard("Cancelling"), st.spinner("Stopping the job's processes..."):
             services.cancel_run(run_id)
             st.rerun()
@@ -56,6 +63,20 @@ def show_actions(run_id: str, info) -> None:
                       help="Load this adapter into a running server of its base (or start one); chat on the Chat page."):  # fmt: skip
             st.session_state[CHAT_SERVING] = services.serve_model(run_id)
             st.switch_page("views/chat.py")
+
+
+def show_running_controls(col, run_id: str) -> None:
+    """Save and stop, and checkpoint now: both act at the trainer's next step."""
+    if col.button("Save and stop", key=f"stop-{run_id}", icon=":material/stop_circle:",
+                  help="Save a checkpoint, then stop; resume continues from it."):  # fmt: skip
+        with ui.guard("Stopping"):
+            run_controls.stop_run(run_id)
+            st.toast("Saving a checkpoint, then stopping.")
+    if col.button("Checkpoint now", key=f"checkpoint-{run_id}", icon=":material/save:",
+                  help="Save a checkpoint at the next step and keep training."):  # fmt: skip
+        with ui.guard("Checkpointing"):
+            run_controls.checkpoint_now(run_id)
+            st.toast("A checkpoint will be saved at the next step.")
 
 
 def show_run(run_id: str) -> None:

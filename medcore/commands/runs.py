@@ -3,8 +3,8 @@
 medcore runs list [--json]
 medcore runs status RUN_ID [--json]
 medcore runs logs RUN_ID [--tail N] [--follow]
-medcore runs cancel RUN_ID [--grace SECONDS]
-medcore runs stop RUN_ID          # save a checkpoint, then stop (resumable)
+medcore runs cancel RUN_ID [--grace SECONDS]    # stop now, without saving (resumable from the last checkpoint)
+medcore runs stop RUN_ID [--grace SECONDS]      # save a checkpoint, then stop (resumable)
 medcore runs checkpoint RUN_ID    # save a checkpoint at the next step, keep training
 medcore runs resume RUN_ID [--port P]
 """
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from medcore.jobs import runs
-from medcore.jobs.state import RunInfo
+from medcore.jobs.state import CANCEL_GRACE_S, STOP_GRACE_MIN_S, RunInfo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +32,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("run_id", help="Run id.")
     p.add_argument("--tail", type=int, default=50, help="How many lines from the end (default 50).")
     p.add_argument("--follow", "-f", action="store_true", help="Keep printing new lines until the run ends.")
-    p = sub.add_parser("cancel", help="Terminate a queued or running job (state cancelled, resumable).")
+    p = sub.add_parser("cancel", help="Stop a queued or running job now, without saving (state cancelled, resumable).")
     p.add_argument("run_id", help="Run id.")
-    p.add_argument("--grace", type=float, default=10.0, help="Seconds between SIGTERM and SIGKILL (default 10).")
-    p = sub.add_parser("stop", help="Save a checkpoint and stop (state stopped, resumable).")
+    p.add_argument(
+        "--grace", type=float, default=CANCEL_GRACE_S,
+        help=f"Seconds between SIGTERM and SIGKILL (default {CANCEL_GRACE_S:g}).",
+    )  # fmt: skip
+    p = sub.add_parser("stop", help="Save a checkpoint, then stop (state stopped, resumable).")
     p.add_argument("run_id", help="Run id.")
+    p.add_argument(
+        "--grace", type=float, default=None,
+        help=f"Seconds the save may take before the job is terminated (default: 2 x the run's last save, at least "
+        f"{STOP_GRACE_MIN_S:g}).",
+    )  # fmt: skip
     p = sub.add_parser("checkpoint", help="Save a checkpoint at the next step and keep training.")
     p.add_argument("run_id", help="Run id.")
     p = sub.add_parser("resume", help="Continue a failed, cancelled or stopped run from its newest checkpoint.")
@@ -102,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     elif action == "cancel":
         print_info(runs.cancel_run(args.run_id, grace_s=args.grace))
     elif action == "stop":
-        info = runs.stop_run(args.run_id)
+        info = runs.stop_run(args.run_id, grace_s=args.grace)
         print(
             f"Asked run {info.run_id} to save a checkpoint and stop; watch it with `medcore runs status {info.run_id}`."
         )

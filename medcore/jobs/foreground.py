@@ -20,7 +20,8 @@ import time
 from typing import BinaryIO
 
 from medcore.jobs.diagnose import ATTEMPT_MARK
-from medcore.jobs.state import record_run_end, settle_final_state, update_launch, write_request
+from medcore.jobs.resume import record_dataset_hash
+from medcore.jobs.state import record_run_end, settle_final_state, torchrun_shutdown_env, update_launch, write_request
 from medcore.procs import JOB_TAG_ENV, proc_ref, signal_group, signal_ranks
 from medcore.rundir import RunDir
 
@@ -57,13 +58,15 @@ def run_foreground(rd: RunDir, command: list[str], out: BinaryIO | None = None) 
                   hostname=socket.gethostname(), queued_at=time.time(), supervisor=proc_ref(os.getpid()),
                   torchrun=None, started_at=None)  # fmt: skip
     rd.clear_exits()
+    rd.remove_temp_checkpoints()  # left by a save that was interrupted; no rank of this attempt is saving yet
+    record_dataset_hash(rd)  # a resume refuses data re-imported since
     rd.update_status(state="starting", error=None, hint=None, exit_code=None, ended_at=None)
     offset = rd.log.stat().st_size if rd.log.exists() else 0
     with open(rd.log, "ab") as log:
         log.write(f"[medcore.train {time.strftime('%H:%M:%S')}] {ATTEMPT_MARK}{' '.join(command)}\n".encode())
         log.flush()
         shim = [sys.executable, "-c", PDEATHSIG_SHIM, str(os.getpid()), command[0], *command[1:]]
-        env = {**os.environ, JOB_TAG_ENV: tag, "PYTHONUNBUFFERED": "1"}
+        env = {**torchrun_shutdown_env(rd), **os.environ, JOB_TAG_ENV: tag, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(shim, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # fmt: skip
     update_launch(rd, torchrun={**proc_ref(proc.pid), "pgid": proc.pid}, started_at=time.time())

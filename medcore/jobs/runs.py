@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from medcore.errors import MedcoreError
+from medcore.fileio import file_lock
 from medcore.jobs.queue import enqueue
+from medcore.jobs.resume import check_dataset_unchanged, record_dataset_hash, validate_checkpoint
 from medcore.jobs.slurm import SlurmConfig, render_sbatch, require_sbatch, submit_sbatch, trainer_args, write_sbatch
 from medcore.jobs.state import (
     ACTIVE_STATES,
+    CANCEL_GRACE_S,
     RESUMABLE_STATES,
     RunInfo,
     clear_request,
@@ -80,6 +83,7 @@ def submit_command(
         torchrun=None,
         started_at=None,
     )
+    clear_request(rd)  # a stop or cancel of an earlier attempt must not end this one
     rd.update_status(state="queued", error=None, hint=None, exit_code=None, ended_at=None)
     update_launch(rd, ticket=str(enqueue(Workspace(rd.path.parent.parent), rd.run_id)))
     supervisor = spawn_detached(python_module("medcore.jobs.supervisor", str(rd.path)), rd.log)
@@ -113,6 +117,7 @@ def launch_run(
     elif plan.port:
         _check_own_port(plan)
     plan.create_run_dir()
+    record_dataset_hash(plan.run_dir)
     return _queue(plan, backend=backend, slurm=slurm, attempt=1)
 
 
@@ -236,8 +241,12 @@ def follow_logs(
         time.sleep(poll_s)
 
 
-def cancel_run(run_id: str, ws: Workspace | None = None, grace_s: float = 10.0) -> RunInfo:
-    """Cancel a queued or running job: SIGTERM to the whole job, SIGKILL after `grace_s`; state `cancelled`."""
+def cancel_run(run_id: str, ws: Workspace | None = None, grace_s: float = CANCEL_GRACE_S) -> RunInfo:
+    """Stop a queued or running job now, without saving: state `cancelled` once every process is gone.
+
+    The ranks read the request at their next step and exit without a checkpoint; SIGTERM to the whole job, SIGKILL
+    after `grace_s`, ends whatever has not (a save in progress is cut short: resume uses the last complete one).
+    """
     rd = find_run(run_id, ws)
     info = observe_run(rd)
     if info.state in FINAL_STATES:
@@ -276,8 +285,12 @@ def _settled(status: dict[str, Any]) -> bool:
     return status.get("state") in FINAL_STATES and status.get("ended_at") is not None
 
 
-def stop_run(run_id: str, ws: Workspace | None = None) -> RunInfo:
-    """ "Save and stop": SIGINT to the ranks; the trainer checkpoints and exits 0 with state `stopped`."""
+def stop_run(run_id: str, ws: Workspace | None = None, grace_s: float | None = None) -> RunInfo:
+    """ "Save, then stop": SIGINT to the ranks; the trainer checkpoints and exits 0 with state `stopped`.
+
+    A job still alive `grace_s` later is terminated by its supervisor (default: 2 x the run's last save, at least
+    60 s: medcore.jobs.state.stop_grace_s).
+    """
     rd = find_run(run_id, ws)
     info = observe_run(rd)
     job = read_launch(rd).get("torchrun")
@@ -286,7 +299,7 @@ def stop_run(run_id: str, ws: Workspace | None = None) -> RunInfo:
             f"Run {run_id} is {info.state}, not running: only a running job can save and stop "
             f"(a queued one can be cancelled). Running runs: {_ids_in(('running',), ws)}."
         )
-    write_request(rd, "stop")
+    write_request(rd, "stop", grace_s)
     if not signal_ranks(job, signal.SIGINT):
         signal_group(job["pgid"], signal.SIGINT)  # no rank started yet (rendezvous): torchrun ends the job
     return observe_run(rd)
@@ -306,24 +319,30 @@ def checkpoint_now(run_id: str, ws: Workspace | None = None) -> Path:
 
 
 def resume_run(run_id: str, ws: Workspace | None = None, *, port: int | None = None) -> str:
-    """Re-queue a failed, cancelled or stopped run from its newest checkpoint, after validating that checkpoint."""
-    rd = find_run(run_id, ws)
-    info = observe_run(rd)
-    if info.state not in RESUMABLE_STATES:
-        why = "finished; nothing to resume" if info.state == "completed" else "still active"
-        raise MedcoreError(
-            f"Run {run_id} is {info.state} ({why}); only failed, cancelled or stopped runs resume. "
-            f"Resumable runs: {_ids_in(RESUMABLE_STATES, ws)}."
-        )
-    from medcore import train
-    from medcore.jobs.resume import validate_checkpoint
+    """Re-queue a failed, cancelled or stopped run from its newest checkpoint, after validating that checkpoint and
+    that its dataset is unchanged.
 
-    plan = train.plan_resume(rd, Workspace(rd.path.parent.parent), port)
-    validate_checkpoint(rd, plan.spec)
-    launch = read_launch(rd)
-    if port:
-        _check_own_port(plan)
-    clear_request(rd)
-    backend = launch.get("backend", "local")
-    slurm = SlurmConfig(**launch["slurm"]) if launch.get("slurm") else None
-    return _queue(plan, backend=backend, slurm=slurm, attempt=int(launch.get("attempt", 1)) + 1)
+    Atomic: the check and the queueing happen under the run's lock, so of two resumes at once (a double click, two
+    users) one queues the run and the other finds it queued.
+    """
+    rd = find_run(run_id, ws)
+    with file_lock(rd.path / ".resume.lock"):
+        info = observe_run(rd)
+        if info.state not in RESUMABLE_STATES:
+            why = "finished; nothing to resume" if info.state == "completed" else "still active"
+            raise MedcoreError(
+                f"Run {run_id} is {info.state} ({why}); only failed, cancelled or stopped runs resume. "
+                f"Resumable runs: {_ids_in(RESUMABLE_STATES, ws)}."
+            )
+        from medcore import train
+
+        plan = train.plan_resume(rd, Workspace(rd.path.parent.parent), port)
+        validate_checkpoint(rd, plan.spec)
+        check_dataset_unchanged(rd, plan.spec, plan.workspace)
+        launch = read_launch(rd)
+        if port:
+            _check_own_port(plan)
+        clear_request(rd)
+        backend = launch.get("backend", "local")
+        slurm = SlurmConfig(**launch["slurm"]) if launch.get("slurm") else None
+        return _queue(plan, backend=backend, slurm=slurm, attempt=int(launch.get("attempt", 1)) + 1)

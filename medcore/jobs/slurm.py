@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -10,11 +11,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medcore.errors import MedcoreError
 from medcore.jobs.diagnose import HINT_OOM, HINT_RESUME
+from medcore.jobs.state import torchrun_shutdown_env
 from medcore.rundir import FINAL_STATES, RunDir
+
+# What a value of an #SBATCH line may hold: SLURM names, sizes and times. Anything else (a newline, a quote, a
+# space) would end the directive early or start another one.
+SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:+=@%/-]+")
 
 # sacct/squeue state -> (MedCore state, reason, hint). Unlisted states read as still running.
 SLURM_STATES: dict[str, tuple[str, str | None, str | None]] = {
@@ -51,6 +57,24 @@ class SlurmConfig(BaseModel):
     python: str = Field(sys.executable, description="Python of the MedCore environment on the compute nodes.")
     setup: list[str] = Field(default_factory=list, description="Shell lines run first (module load, venv activate).")
 
+    @field_validator("partition", "account", "time_limit", "mem")
+    @classmethod
+    def _one_sbatch_word(cls, value: str | None) -> str | None:
+        if value is not None and not SBATCH_VALUE.fullmatch(value):
+            raise ValueError("use letters, digits and . , : + = @ % / _ - only (it becomes an #SBATCH line)")
+        return value
+
+
+def sbatch_line(option: str, value: object) -> str:
+    """One `#SBATCH --option=value` line; a value with spaces (a folder path) is double-quoted, as sbatch reads it."""
+    text = str(value)
+    if any(c in text for c in '"\n\r'):
+        raise MedcoreError(
+            f"Cannot write #SBATCH --{option}: its value holds a quote or a line break. Rename the workspace folder "
+            "or pick a value without them."
+        )
+    return f"#SBATCH --{option}={text}" if SBATCH_VALUE.fullmatch(text) else f'#SBATCH --{option}="{text}"'
+
 
 def trainer_args(command: list[str]) -> list[str]:
     """The trainer's part of a torchrun command: everything from `-m medcore.train` on."""
@@ -67,22 +91,23 @@ def render_sbatch(rd: RunDir, cfg: SlurmConfig, *, nnodes: int, nproc_per_node: 
     header = [
         "#!/bin/bash",
         f"# MedCore run {rd.run_id}: generated from spec.json by medcore.jobs.slurm. Submit with: sbatch {rd.path}/job.sbatch",
-        f"#SBATCH --job-name=medcore-{rd.run_id}",
-        f"#SBATCH --nodes={nodes}",
-        "#SBATCH --ntasks-per-node=1",
-        f"#SBATCH --cpus-per-task={cfg.cpus_per_task}",
-        f"#SBATCH --time={cfg.time_limit}",
-        f"#SBATCH --output={rd.log}",
-        "#SBATCH --open-mode=append",
+        sbatch_line("job-name", f"medcore-{rd.run_id}"),
+        sbatch_line("nodes", nodes),
+        sbatch_line("ntasks-per-node", 1),
+        sbatch_line("cpus-per-task", cfg.cpus_per_task),
+        sbatch_line("time", cfg.time_limit),
+        sbatch_line("output", rd.log),
+        sbatch_line("open-mode", "append"),
     ]
-    header += [f"#SBATCH --gpus-per-node={gpus}"] if gpus else []
-    header += [f"#SBATCH --partition={cfg.partition}"] if cfg.partition else []
-    header += [f"#SBATCH --account={cfg.account}"] if cfg.account else []
-    header += [f"#SBATCH --mem={cfg.mem}"] if cfg.mem else []
+    header += [sbatch_line("gpus-per-node", gpus)] if gpus else []
+    header += [sbatch_line("partition", cfg.partition)] if cfg.partition else []
+    header += [sbatch_line("account", cfg.account)] if cfg.account else []
+    header += [sbatch_line("mem", cfg.mem)] if cfg.mem else []
+    shutdown = " ".join(f"{k}={v}" for k, v in torchrun_shutdown_env(rd).items())  # torchrun's wait covers a save
     body = [
         "set -euo pipefail",
         f"export MEDCORE_HOME={shlex.quote(str(rd.path.parent.parent))}",
-        "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1",
+        f"export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1 {shutdown}",
         *cfg.setup,
         "# Every node runs one torchrun (ntasks-per-node=1); they meet at the first node of the allocation.",
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',

@@ -1,8 +1,7 @@
 """A run's truthful state: status.json + launch.json + process liveness + exit code, and how it is settled.
 
-Files this package adds to the run folder (see medcore.rundir for the rest):
+Files this package adds to the run folder (see medcore.rundir for the rest, control.json included):
   launch.json    how and where the job runs: command, host, port, supervisor and torchrun pid/pgid, times
-  control.json   a pending request from the console/CLI: {"action": "cancel" | "stop", "grace_s", "at", "why"?}
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from medcore.errors import MedcoreError
 from medcore.fileio import file_lock
 from medcore.jobs.diagnose import PATTERNS, ROOT_CAUSES, diagnose_log, read_tail
 from medcore.procs import is_alive, tagged_processes
-from medcore.rundir import FINAL_STATES, TEST_EVAL, RunDir, read_json, write_json_atomic
+from medcore.rundir import FINAL_STATES, LAST_SAVE_S, TEST_EVAL, RunDir, read_json, write_json_atomic
 from medcore.workspace import Workspace, get_workspace
 
 ACTIVE_STATES = ("queued", "starting", "running")
@@ -28,6 +28,13 @@ RESUMABLE_STATES = ("failed", "cancelled", "stopped")
 WRITE_FAILURES = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EROFS: "read_only"}
 # A run folder younger than this with no supervisor recorded is still being launched, not dead.
 LAUNCH_GRACE_S = 30.0
+# Stopping. Save-and-stop waits for a save: twice the run's last save (a save slows as the disk fills or the
+# adapter grows), never under a minute. Cancel saves nothing, so its SIGTERM -> SIGKILL grace is short.
+STOP_GRACE_MIN_S = 60.0
+CANCEL_GRACE_S = 10.0
+# torchrun's own wait between forwarding a signal to the ranks and SIGKILLing them (default 30 s): it must cover a
+# save, or a launcher that dies (or a scheduler's SIGTERM) kills the save halfway.
+TORCHRUN_SHUTDOWN_ENV = "TORCH_ELASTIC_SHUTDOWN_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,18 @@ class RunInfo:
 
 
 def control_path(rd: RunDir) -> Path:
-    return rd.path / "control.json"
+    return rd.control
+
+
+def stop_grace_s(rd: RunDir) -> float:
+    """How long a save-and-stop may take before the job is terminated: 2 x the last save, at least a minute."""
+    last = rd.read_status().get(LAST_SAVE_S)
+    return max(STOP_GRACE_MIN_S, 2.0 * float(last)) if isinstance(last, int | float) else STOP_GRACE_MIN_S
+
+
+def torchrun_shutdown_env(rd: RunDir) -> dict[str, str]:
+    """torchrun's shutdown timeout (whole seconds) raised to the run's stop grace period."""
+    return {TORCHRUN_SHUTDOWN_ENV: str(math.ceil(stop_grace_s(rd)))}
 
 
 def read_launch(rd: RunDir) -> dict[str, Any]:
@@ -80,9 +98,11 @@ def read_request(rd: RunDir) -> dict[str, Any]:
     return read_json(control_path(rd), default={}) or {}
 
 
-def write_request(rd: RunDir, action: str, grace_s: float = 10.0, why: str | None = None) -> None:
+def write_request(rd: RunDir, action: str, grace_s: float | None = None, why: str | None = None) -> None:
     """Record a cancel or stop request; `why` (a stop nobody asked for through MedCore, e.g. a closed terminal) is
-    shown with the final state."""
+    shown with the final state. `grace_s` defaults to stop_grace_s for a stop, CANCEL_GRACE_S for a cancel."""
+    if grace_s is None:
+        grace_s = stop_grace_s(rd) if action == "stop" else CANCEL_GRACE_S
     request = {"action": action, "grace_s": grace_s, "at": time.time(), **({"why": why} if why else {})}
     write_json_atomic(control_path(rd), request)
 

@@ -4,8 +4,9 @@
 
 medcore.jobs.launch_run starts it in its own session (it outlives the console). It reads the command
 from RUN_DIR/launch.json, takes a slot (medcore.jobs.queue), starts the command in a new session with
-the slot's lock inherited, watches control.json for a cancel request, sweeps leftover ranks, and writes
-the final state to status.json. Its own output goes to RUN_DIR/train.log.
+the slot's lock inherited, watches control.json for a cancel request (terminate now) or a save-and-stop that
+outlives its grace period (terminate then), sweeps leftover ranks, and writes the final state to status.json. Its own
+output goes to RUN_DIR/train.log.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ import sys
 import time
 from pathlib import Path
 
+from medcore.errors import MedcoreError
 from medcore.jobs import queue
 from medcore.jobs.diagnose import ATTEMPT_MARK
-from medcore.jobs.state import read_launch, read_request, record_run_end, settle_final_state, update_launch
+from medcore.jobs.state import (
+    CANCEL_GRACE_S,
+    read_launch,
+    read_request,
+    record_run_end,
+    settle_final_state,
+    torchrun_shutdown_env,
+    update_launch,
+)
 from medcore.procs import (
     JOB_TAG_ENV,
     free_port,
@@ -79,26 +89,36 @@ def resolve_command(rd: RunDir, launch: dict) -> list[str]:
     return command
 
 
-def job_env(launch: dict, slot: queue.Slot, tag: str) -> dict[str, str]:
-    env = dict(os.environ)
+def job_env(rd: RunDir, launch: dict, slot: queue.Slot, tag: str) -> dict[str, str]:
+    env = {**torchrun_shutdown_env(rd), **os.environ}  # a timeout the user set wins
     env.update({k: str(v) for k, v in (launch.get("env") or {}).items()})
     env[JOB_TAG_ENV] = tag
     env["PYTHONUNBUFFERED"] = "1"  # ranks' lines reach train.log as they happen
-    gpus_per_job = int(launch.get("gpus_per_job") or 0)
-    if gpus_per_job and "CUDA_VISIBLE_DEVICES" not in (launch.get("env") or {}):
-        # Slot i owns GPUs [i*n, (i+1)*n): concurrent jobs never share a device.
-        first = slot.index * gpus_per_job
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + i) for i in range(gpus_per_job))
+    if slot.devices and "CUDA_VISIBLE_DEVICES" not in (launch.get("env") or {}):
+        # the devices the queue's ledger gave this job: no running job holds them, whatever its size
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slot.devices))
     return env
 
 
+def stop_overdue(request: dict) -> bool:
+    """A save-and-stop whose grace period (which covers a save) has run out."""
+    deadline = float(request.get("at", 0)) + float(request.get("grace_s") or 0)
+    return request.get("action") == "stop" and time.time() > deadline
+
+
 def watch_job(rd: RunDir, proc: subprocess.Popen, tag: str) -> int:
-    """Wait for the job; on a cancel request terminate the whole job (group + tagged ranks)."""
+    """Wait for the job; terminate the whole job (group + tagged ranks) on a cancel request, or when a save-and-stop
+    has not ended it within its grace period."""
     while proc.poll() is None:
-        if cancel_requested(rd):
-            grace = float(read_request(rd).get("grace_s", 10.0))
+        request = read_request(rd)
+        if _terminated or request.get("action") == "cancel":
+            grace = float(request.get("grace_s") or CANCEL_GRACE_S)
             log(f"cancel requested: SIGTERM to the job, SIGKILL after {grace:g}s")
             terminate_job(proc.pid, tag, grace)
+            break
+        if stop_overdue(request):
+            log(f"save-and-stop did not end the job within its grace period ({request['grace_s']:g}s); terminating it")
+            terminate_job(proc.pid, tag, CANCEL_GRACE_S)
             break
         time.sleep(POLL_S)
     return proc.wait()
@@ -109,15 +129,20 @@ def run_supervised(rd: RunDir) -> int:
     launch = read_launch(rd)
     tag = f"{rd.run_id}:{launch.get('attempt', 1)}:{os.getpid()}"
     update_launch(rd, supervisor=proc_ref(os.getpid()), tag=tag)
-    k = queue.max_jobs(int(launch.get("gpus_per_job") or 1))
+    gpus = int(launch.get("gpus_per_job") or 0)
+    k = queue.max_jobs(1)  # a slot per device at most: the ledger decides which jobs fit beside each other
     ticket = Path(launch["ticket"]) if launch.get("ticket") else queue.enqueue(ws, rd.run_id)
     try:
         if launch.get("needs_slot", True):
             log(f"queued (at most {k} concurrent job(s) on {socket.gethostname()})")
-            slot = queue.wait_for_slot(ws, ticket, k, give_up=lambda: cancel_requested(rd))
+            slot = queue.wait_for_slot(ws, ticket, k, give_up=lambda: cancel_requested(rd), gpus=gpus)
         else:
             log("joining node 0's job on this machine without a queue slot")
             slot = None if cancel_requested(rd) else queue.Slot(os.open(os.devnull, os.O_RDONLY), 0)
+    except MedcoreError as exc:  # more GPUs than the machine has: it would wait forever
+        log(str(exc))
+        rd.update_status(state="failed", error=str(exc), hint=None, exit_code=None, ended_at=time.time())
+        return 1
     finally:
         ticket.unlink(missing_ok=True)
     if slot is None:
@@ -126,6 +151,9 @@ def run_supervised(rd: RunDir) -> int:
         return 0
     command = resolve_command(rd, launch)
     rd.clear_exits()  # the ranks of this attempt record their own exits
+    if int(launch.get("node_rank") or 0) == 0:  # one node cleans the shared folder, before any rank can save
+        for name in rd.remove_temp_checkpoints():
+            log(f"removed {name}, left by a save that was interrupted")
     rd.update_status(state="starting", error=None, hint=None, exit_code=None, ended_at=None)
     log(f"slot {slot.index} free; {ATTEMPT_MARK}{' '.join(command)}")
     with open(rd.log, "ab") as log_file:
@@ -134,7 +162,7 @@ def run_supervised(rd: RunDir) -> int:
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env=job_env(launch, slot, tag),
+            env=job_env(rd, launch, slot, tag),
             cwd=launch.get("cwd") or None,
             start_new_session=True,
             pass_fds=(slot.fd,),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from medcore.rundir import (
     CHECKPOINT_DEEPSPEED,
     CHECKPOINT_PREFIX,
     CHECKPOINT_TMP_PREFIX,
+    LAST_SAVE_S,
     TRAINER_STATE,
     RunDir,
     read_json,
@@ -87,10 +90,12 @@ def save_checkpoint(engine, ctx: DistContext, rd: RunDir, step: int, trainer_sta
     """Write checkpoints/checkpoint-<step> atomically: every rank writes into a temp folder, rank 0 renames it.
 
     A failed save (full disk, I/O error) removes its temp folder and leaves every complete checkpoint as it was.
+    Rank 0 records how long the save took (status.json LAST_SAVE_S): a stop's grace period is sized from it.
     """
     tmp = rd.checkpoints / f"{CHECKPOINT_TMP_PREFIX}{step}"
+    began = time.perf_counter()
     try:
-        return _save_checkpoint(engine, ctx, rd, step, trainer_state, keep_last_k, tmp)
+        final = _save_checkpoint(engine, ctx, rd, step, trainer_state, keep_last_k, tmp)
     except (OSError, RuntimeError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)  # frees the space the partial save took
         free_mb = shutil.disk_usage(rd.path).free / 2**20
@@ -103,6 +108,10 @@ def save_checkpoint(engine, ctx: DistContext, rd: RunDir, step: int, trainer_sta
             f"Saving checkpoint-{step} failed on rank {ctx.rank}: No space left on device for {rd.checkpoints} "
             f"({free_mb:.0f} MB free); {kept}. Free disk space or lower keep_last_k, then resume."
         ) from None
+    if ctx.is_main:
+        with contextlib.suppress(OSError):  # the checkpoint is complete; only the measurement is lost
+            rd.update_status(**{LAST_SAVE_S: round(time.perf_counter() - began, 3)})
+    return final
 
 
 def _save_checkpoint(engine, ctx, rd: RunDir, step: int, trainer_state: dict, keep_last_k: int, tmp: Path) -> Path:
@@ -138,8 +147,16 @@ def load_checkpoint(engine, ctx: DistContext, path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"DeepSpeed found no state under {path / CHECKPOINT_DEEPSPEED}.")
     rng_file = path / f"rng_state_{ctx.rank}.pt"
     if rng_file.exists():
-        set_rng_state(torch.load(rng_file, weights_only=False))
+        set_rng_state(load_rng_state(rng_file))
     return state
+
+
+def load_rng_state(path: Path) -> dict[str, Any]:
+    """A rank's saved RNG state, unpickled with weights_only: tensors, tuples and numpy's uint32 key array, never
+    code (numpy's array rebuild is allowed by name; numpy>=2 keeps it in numpy._core)."""
+    allowed = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype("uint32"))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, weights_only=True)
 
 
 def export_merged(adapter_dir: Path, base_source, task: str, target: Path, model_kwargs: dict | None = None) -> Path:
