@@ -72,15 +72,17 @@ def wait_for(url: str, proc: subprocess.Popen, deadline_s: float = 60) -> tuple[
 
 
 @contextlib.contextmanager
-def serve_console(port: int, home: Path, log_path: Path):
+def serve_console(port: int, home: Path, log_path: Path, extra_args: tuple[str, ...] = ()):
     """Run the Makefile's own `streamlit run` line on `port` over workspace `home` until the block ends.
 
     Yields the base URL once /_stcore/health answers; the whole process group is stopped afterwards.
+    extra_args: more Streamlit options (e.g. --secrets.files FILE).
     """
     env = {**os.environ, "MEDCORE_HOME": str(home), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            shlex.split(make_run_command(port, home)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [*shlex.split(make_run_command(port, home)), *extra_args], cwd=ROOT, env=env, stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         try:
