@@ -26,11 +26,16 @@ LABELS = {
     "overwrite": "Replace a dataset with this name",
     "allow_unredacted": "This data is already de-identified: train on it anyway",
     "nproc_per_node": "Processes per node",
+    "max_length": "Max length (tokens)",
+    "run_id": "Run id (the same on every node)",
 }
 CONSOLE_OPTIONS = {
     "overwrite": f'tick "{LABELS["overwrite"]}"',
     "allow_unredacted": f'tick "{LABELS["allow_unredacted"]}" (audited)',
     "nproc_per_node": f'set "{LABELS["nproc_per_node"]}" to {{value}}',
+    "max_length": f'set "{LABELS["max_length"]}" to {{value}}',
+    "run_id": f'set "{LABELS["run_id"]}" on the Train page',
+    "resume": "resume the run on the Runs page",
     "redact": "redact '{value}' on the PHI page",
     "reredact": "redact its source again on the PHI page, replacing this dataset",
 }

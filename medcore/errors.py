@@ -12,6 +12,9 @@ PYTHON_OPTIONS = {
     "overwrite": "pass overwrite=True",
     "allow_unredacted": "set allow_unredacted=True in the run spec (audited)",
     "nproc_per_node": "set nproc_per_node={value}",
+    "max_length": "set max_length to {value}",
+    "run_id": "set run_id={value} on every node",
+    "resume": "set resume=True",
     "redact": "redact it with medcore.phi.datasets.redact_dataset(ws, '{value}', ...)",
     "reredact": "redact its source again with medcore.phi.datasets.redact_dataset(..., overwrite=True)",
 }
@@ -19,6 +22,9 @@ CLI_OPTIONS = {
     "overwrite": "pass --overwrite",
     "allow_unredacted": "add allow_unredacted=true to the command (audited)",
     "nproc_per_node": "use --nproc {value}",
+    "max_length": "use max_length={value}",
+    "run_id": "add run_id={value} to every node's command",
+    "resume": "add resume=true to the command",
     "redact": "run `medcore data redact {value}`",
     "reredact": "re-run `medcore data redact {value}`",
 }

@@ -148,17 +148,30 @@ def load_model(
     id2label: dict[int, str] | None = None,
     workspace: Workspace | None = None,
     torch_dtype=None,
+    allow_downloads: bool = False,
+    zero3_config: dict | None = None,
 ):
-    """Load `name` for `task`. Classification heads (per text or per token) are new, randomly initialised weights."""
+    """Load `name` for `task`. Classification heads (per text or per token) are new, randomly initialised weights.
+
+    Only local files are read (a folder or the Hugging Face cache) unless `allow_downloads`. With `zero3_config`
+    (a DeepSpeed config at ZeRO stage 3 whose batch sizes match the launched world), every rank loads its partition
+    only (see `load_partitioned`).
+    """
     auto = auto_model_class(task)
     source = resolve_model_path(name, workspace)
-    kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
+    kwargs = {"local_files_only": not allow_downloads}
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
     if task != "causal-lm":
         if id2label:
             kwargs.update(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
         elif num_labels:
             kwargs["num_labels"] = num_labels
     try:
+        if zero3_config is not None:
+            from medcore.zero3_load import load_partitioned
+
+            return load_partitioned(auto, source, kwargs, zero3_config)
         return auto.from_pretrained(source, **kwargs)
     except OSError:
         raise MedcoreError(_offline_message(name)) from None

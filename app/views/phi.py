@@ -1,5 +1,7 @@
 """PHI page: tune and preview detection on chosen rows, decide every column, redact a dataset, verify the audit log."""
 
+import time
+
 import components as ui
 import services
 import streamlit as st
@@ -14,6 +16,7 @@ MODES = {  # display names of RedactionConfig.mode's values
 }
 FIELDS = RedactionConfig.model_fields
 MAX_PREVIEW_ROWS = 10
+DETECTOR_SEEN = "phi_detector_seen"  # this session has scanned before: the detector is loaded in this process
 
 st.title("PHI")
 st.caption(
@@ -95,7 +98,7 @@ def show_preview(manifest, config) -> None:
     first = cols[1].number_input("First row", 1, max(len(frame), 1), 1, key="phi_first")
     count = cols[2].number_input("Rows", 1, MAX_PREVIEW_ROWS, 3, key="phi_count")
     chosen = frame.iloc[int(first) - 1 : int(first) - 1 + int(count)]
-    previews = [services.preview_text(str(text), config, manifest.name) for text in chosen[manifest.mapping.text]]
+    previews = scan_rows([str(text) for text in chosen[manifest.mapping.text]], config, manifest.name)
     counts = ui.merge_counts(preview.counts for preview in previews)
     st.markdown(ui.legend_html(counts), unsafe_allow_html=True)
     if not any(counts.values()):
@@ -112,6 +115,30 @@ def show_preview(manifest, config) -> None:
     if rows:
         with st.expander("What found each span (hover a highlight for the same)"):
             st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def scan_rows(texts: list[str], config, dataset: str) -> list:
+    """Detect PHI in the preview rows under a status that says what is happening. The first scan after a server
+    start waits for the detector the console began loading in the background (spaCy, Presidio and the tagger:
+    seconds), so until this session has scanned once the label names that wait as well as the rows."""
+    total = len(texts)
+    rows = f"{total} row" + ("" if total == 1 else "s")
+    parts = "spaCy, Presidio and the PHI tagger" if config.tagger else "spaCy and Presidio"
+    first = (
+        f"Scanning row 1 of {total} for PHI..."
+        if st.session_state.get(DETECTOR_SEEN)
+        else f"Loading the PHI detector ({parts}; once per server start), then scanning {rows}..."
+    )
+    started = time.monotonic()
+    with st.status(first, expanded=False) as status:
+        previews = []
+        for number, text in enumerate(texts, 1):
+            if number > 1:
+                status.update(label=f"Scanning row {number} of {total} for PHI...")
+            previews.append(services.preview_text(text, config, dataset))
+        st.session_state[DETECTOR_SEEN] = True
+        status.update(label=f"Scanned {rows} for PHI in {time.monotonic() - started:.1f} s", state="complete")
+    return previews
 
 
 def choose_overrides(manifest) -> dict[str, list[str]]:

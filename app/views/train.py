@@ -96,7 +96,7 @@ def choose_topology(fields: dict) -> dict:
         )
         if "train_run_id" not in st.session_state:  # chosen once: every node's command carries it
             st.session_state["train_run_id"] = new_run_id(services.build_spec(fields))
-        out["run_id"] = st.text_input("Run id (the same on every node)", key="train_run_id",
+        out["run_id"] = st.text_input(ui.LABELS["run_id"], key="train_run_id",
                                       help=FIELDS["run_id"].description)  # fmt: skip
     return out
 
@@ -124,7 +124,7 @@ def choose_hyperparameters() -> dict:
         ),
         "lr": cols[2].number_input("Learning rate", value=default("lr"), step=1e-5, format="%.1e", key="train_lr"),
         "max_length": cols[3].number_input(
-            "Max length (tokens)", value=default("max_length"), step=8, key="train_len"
+            ui.LABELS["max_length"], value=default("max_length"), step=8, key="train_len"
         ),
     }
     cols = st.columns(4)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json
-from medcore.train.failure import describe_exception, format_traceback
+from medcore.train.failure import explain_failure, format_traceback
 from medcore.train.spec import set_offline_mode
+from medcore.workspace import Workspace
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,12 +97,8 @@ def train(rd: RunDir, rank: int, spec_data: dict, args: argparse.Namespace) -> i
         # Type and MedCore location only, in the status and the log: library messages can quote inputs (a label,
         # a value from a note), and the status is shown in the console.
         print(format_traceback(exc), file=sys.stderr, flush=True)
-        fail(
-            rd,
-            rank,
-            f"{describe_exception(exc)} on rank {rank}.",
-            "See the traceback in train.log (`medcore runs logs RUN_ID --tail 50`); resume from the last checkpoint.",
-        )
+        error, hint = explain_failure(exc, spec_data, Workspace(rd.path.parent.parent))  # a hint fit for the cause
+        fail(rd, rank, f"{error} on rank {rank}.", hint)
         return 1
     finally:
         shutdown()

@@ -2,7 +2,9 @@
 
 A library exception can quote its input (a KeyError names the missing label, a ValueError the value it could not
 parse), and status.json, train.log and the Runs page must never hold patient text. MedcoreError messages are kept:
-they are written to name files, rows and columns only.
+they are written to name files, rows and columns only. A failure whose cause is known gets a hint fit for it
+(explain_failure): a run past its model's limits is told which setting to change, from its spec and the model's
+config.json, instead of to resume into the same error.
 """
 
 from __future__ import annotations
@@ -12,9 +14,23 @@ import traceback
 from pathlib import Path
 
 from medcore.errors import MedcoreError
+from medcore.train.spec import RunSpec
+from medcore.train.validate import limit_problems
+from medcore.workspace import Workspace
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding medcore/
 WITHHELD = "(message withheld: a library's message may quote patient data)"
+GENERIC_HINT = (
+    "See the traceback in train.log (`medcore runs logs RUN_ID --tail 50`); resume from the last checkpoint."
+)
+# How a run that asks more of its model than the model has dies: a sequence longer than the position table (BERT's
+# "expanded size of the tensor (771) must match the existing size (512)"), a token id past the embedding matrix
+# ("index out of range in self"; on a GPU, a device-side assert), a trained head of another size. Only matched to
+# pick the hint, which then comes from the spec and the model's config.json: the message itself is never copied.
+LIMIT_SYMPTOMS = re.compile(
+    r"The expanded size of the tensor \(\d+\) must match the existing size|index out of range in self"
+    r"|device-side assert triggered|ignore_mismatched_sizes|size mismatch for"
+)
 # Fixed phrases of infrastructure failures, repeated (never the message around them) so that medcore.jobs.diagnose
 # still finds the cause in train.log: out of memory, a full or read-only disk, a lost peer, a taken port.
 KNOWN_PHRASES = re.compile(
@@ -81,3 +97,47 @@ def format_traceback(exc: BaseException) -> str:
         if link_to_next:
             parts.append(f"\n{link_to_next}\n\n")
     return "".join(parts)
+
+
+def exceeded_limits(exc: BaseException, spec_data: dict, ws: Workspace) -> list[str]:
+    """The model limits `spec_data` exceeds, when `exc` is how exceeding one shows; else [] (not this kind of failure).
+
+    The limits and the settings come from config.json and the spec (medcore.train.validate.limit_problems), so the
+    answer names max_length and the model's limit without quoting the exception.
+    """
+    if isinstance(exc, MedcoreError) or not LIMIT_SYMPTOMS.search(str(exc)):
+        return []
+    try:
+        spec = RunSpec.model_validate(spec_data)
+        return limit_problems(spec, ws, head_size_of(spec, ws))
+    except Exception:  # noqa: BLE001 - explaining a failure must not raise a second one; the generic hint stands
+        return []
+
+
+def head_size_of(spec: RunSpec, ws: Workspace) -> int | None:
+    """Outputs the run's head has: the dataset's classes, or its BIO tags for token classification."""
+    from medcore.data.manifest import read_manifest
+    from medcore.train.data import head_labels
+
+    try:
+        labels = [str(label) for label in read_manifest(ws, spec.dataset).label_set]
+    except MedcoreError:  # the dataset is gone since launch: the other limits can still be named
+        return None
+    return len(head_labels(spec.task, labels)) or None
+
+
+def explain_failure(exc: BaseException, spec_data: dict, ws: Workspace) -> tuple[str, str]:
+    """(error, hint) a rank records when training raised `exc`: PHI-free, and a hint that fits the cause.
+
+    A run that exceeds its model's limits gets the setting to change and is told not to resume (it would fail the
+    same way); anything else gets the traceback's place and the generic advice.
+    """
+    what = describe_exception(exc)
+    exceeded = exceeded_limits(exc, spec_data, ws)
+    if not exceeded:
+        return what, GENERIC_HINT
+    fixes = "; ".join(str(MedcoreError(problem)) for problem in exceeded)  # {option:...} in Python's words
+    return (
+        f"{what}: the run asks more of its model than the model can take",
+        f"Past the model's limits: {fixes}. Launch a new run with that change: resuming this one would fail the same way.",
+    )

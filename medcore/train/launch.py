@@ -166,7 +166,7 @@ def check_same_job(spec: RunSpec, rd: RunDir) -> None:
     raise MedcoreError(
         f"This node's spec (hash {spec_hash(mine)}) is not the one run {rd.run_id} was created with (hash "
         f"{spec_hash(recorded)}): {'; '.join(diffs)}. Start every node with the same spec and overrides (only "
-        "node_rank differs), or choose a new {option:run_id=ID} for a different job."
+        "node_rank differs), or give a different job its own run id ({option:run_id=ID})."
     )
 
 
@@ -182,8 +182,8 @@ def check_joinable(spec: RunSpec, rd: RunDir) -> None:
     state = rd.read_status().get("state")
     if state in FINAL_STATES or spec.nnodes == 1:
         raise MedcoreError(
-            f"Run {rd.run_id} exists already ({state}). Choose a new {{option:run_id=ID}}, or continue it from its "
-            "newest checkpoint with {option:resume=true}."
+            f"Run {rd.run_id} exists already ({state}). Give this job another run id ({{option:run_id=ID}}), or "
+            "continue that run from its newest checkpoint ({option:resume=true})."
         )
 
 

@@ -29,6 +29,10 @@ STEP_DELAY_ENV = "MEDCORE_STEP_DELAY_S"
 STATUS_EVERY_S = 1.0  # status.json is rewritten (fsync) at most once a second
 
 
+class RunCancelled(MedcoreError):
+    """`medcore runs cancel`: every rank leaves at the same step, without saving."""
+
+
 @dataclass
 class Job:
     """Everything one rank holds for a run."""
@@ -51,7 +55,8 @@ class Job:
 
 def install_signal_handlers(job: Job) -> None:
     """SIGINT/SIGTERM/SIGHUP mean "save and stop": the flag is all-reduced each step, so every rank stops at the same
-    step. SIGHUP is what torchrun forwards when the terminal of a foreground run closes."""
+    step. SIGHUP is what torchrun forwards when the terminal of a foreground run closes. A cancel (SIGTERM after a
+    cancel request in control.json) is told apart in train_step."""
 
     def handler(signum, frame):
         job.stop_requested = True
@@ -60,21 +65,44 @@ def install_signal_handlers(job: Job) -> None:
         signal.signal(sig, handler)
 
 
-def build_model(spec: RunSpec, ws: Workspace, label_set: list[str]):
+def engine_config(job: Job) -> dict:
+    """The run's DeepSpeed config, its batch arithmetic following the world size actually launched."""
+    config = read_json(job.rd.ds_config)
+    config["train_batch_size"] = job.spec.micro_batch * job.spec.grad_accum * job.ctx.world_size
+    return config
+
+
+def zero3_load_options(ds_config: dict | None) -> dict:
+    """At ZeRO stage 3 the model loads partitioned over the ranks, in the run's dtype; other stages load it whole."""
+    if ds_config is None or (ds_config.get("zero_optimization") or {}).get("stage") != 3:
+        return {}
+    enabled = lambda key: (ds_config.get(key) or {}).get("enabled", False)  # noqa: E731
+    dtype = torch.bfloat16 if enabled("bf16") else torch.float16 if enabled("fp16") else torch.float32
+    return {"zero3_config": ds_config, "torch_dtype": dtype}
+
+
+def build_model(spec: RunSpec, ws: Workspace, label_set: list[str], ds_config: dict | None = None):
     from medcore.cls_only import use_cls_only_last_layer
     from medcore.models import load_model
+    from medcore.train.fast_dropout import use_fast_dropout
     from medcore.train.lora import apply_lora
     from medcore.train.presets import load_lora_preset
+    from medcore.train.spec import downloads_allowed
 
     torch.manual_seed(spec.seed)  # the new classifier head and LoRA weights start identical on every rank
     id2label = dict(enumerate(label_set)) if label_set else None
-    model = load_model(spec.model, spec.task, id2label=id2label, workspace=ws)
+    options = zero3_load_options(ds_config)
+    model = load_model(
+        spec.model, spec.task, id2label=id2label, workspace=ws, allow_downloads=downloads_allowed(spec), **options
+    )
     model.config.use_cache = False  # a KV cache would also switch off packed-sequence attention masking
     if spec.task == "classification":
         use_cls_only_last_layer(model)  # the head reads [CLS] only: the last layer skips every other position
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return apply_lora(model, load_lora_preset(spec.lora), spec.task, spec.model)
+    model = apply_lora(model, load_lora_preset(spec.lora), spec.task, spec.model)
+    use_fast_dropout(model)  # on CPU, masks from random integers instead of bernoulli_: the same dropout, cheaper
+    return model
 
 
 def build_engine(job: Job, model) -> None:
@@ -82,10 +110,8 @@ def build_engine(job: Job, model) -> None:
 
     from medcore.train.presets import offloads_optimizer
 
-    config = read_json(job.rd.ds_config)
-    spec, world = job.spec, job.ctx.world_size
-    # Batch arithmetic follows the world size actually launched, whatever spec.json assumed.
-    config["train_batch_size"] = spec.micro_batch * spec.grad_accum * world
+    config = engine_config(job)
+    spec = job.spec
     params = [p for p in model.parameters() if p.requires_grad]
     if offloads_optimizer(config):
         from deepspeed.ops.adam import DeepSpeedCPUAdam  # DeepSpeed requires its CPU Adam for optimizer offload
@@ -139,7 +165,11 @@ def train_step(job: Job, step: int) -> dict[str, float]:
         tokens += batch["tokens"]
         samples += batch["samples"]
     trigger = job.ctx.is_main and job.rd.checkpoint_trigger.exists()
-    totals = all_reduce_sum([loss_sum, tokens, samples, float(job.stop_requested), float(trigger)], job.ctx)
+    cancel = job.ctx.is_main and job.rd.requested_action() == "cancel"  # rank 0 speaks for every node
+    flags = [float(job.stop_requested), float(trigger), float(cancel)]
+    totals = all_reduce_sum([loss_sum, tokens, samples, *flags], job.ctx)
+    if totals[5] > 0:
+        raise RunCancelled(f"Cancelled on request at step {step + 1}; nothing was saved after the last checkpoint.")
     grad_norm = engine.get_global_grad_norm()
     return {
         "loss": totals[0] / max(global_targets, 1),

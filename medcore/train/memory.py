@@ -10,6 +10,11 @@ Per rank, with N parameters, T of them trainable (LoRA + heads), w bytes per wei
               with gradient checkpointing only each layer's input (s*b*h*w) is kept, plus one layer
   logits      b*s*V*4*2  (fp32 logits and their gradient; causal LM only)
   runtime     the framework's own footprint per process (CUDA context or the CPU interpreter + libraries)
+
+Loading comes first and peaks apart, in host RAM whatever the device: below ZeRO-3 every rank holds the whole
+model (counted at fp32, N*4) at the same time; at ZeRO-3 a rank holds its partition (N*w/W, in host RAM on CPU or
+with parameter offload, else on the GPU) plus, briefly, one whole weight matrix twice over (zero.Init materialises
+each module's weights and receives rank 0's copy before it partitions them).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class MemoryEstimate:
     device: str  # "cuda" or "cpu"
     per_rank_bytes: dict[str, int] = field(default_factory=dict)
     host_offload_bytes: int = 0
+    load_per_rank_bytes: int = 0  # host RAM one rank holds at the peak of loading the model, runtime included
     ranks_on_node: int = 1
     available_bytes: int = 0
     fits: bool = True
@@ -45,7 +51,12 @@ class MemoryEstimate:
         """What one node needs from the memory that `available_bytes` measures."""
         if self.device == "cuda":
             return self.per_rank_total
-        return self.per_rank_total * self.ranks_on_node + self.host_offload_bytes
+        return max(self.per_rank_total * self.ranks_on_node + self.host_offload_bytes, self.load_host_bytes)
+
+    @property
+    def load_host_bytes(self) -> int:
+        """Host RAM the node needs while every rank loads the model at once."""
+        return self.load_per_rank_bytes * self.ranks_on_node
 
 
 def count_parameters(spec: RunSpec, ws: Workspace) -> tuple[int, int, object]:
@@ -86,14 +97,30 @@ def _activation_bytes(spec: RunSpec, config, weight_bytes: int) -> int:
     return int(activations + logits)
 
 
+def _load_bytes(
+    total: int, config, stage: int, offload_param: bool, weight_bytes: int, world: int, device: str
+) -> int:
+    """Host RAM one rank holds at the peak of loading (see the module docstring), CPU runtime included."""
+    if stage < 3:
+        return total * 4 + CPU_RUNTIME_BYTES
+    h = getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 0)
+    widest = max(getattr(config, "vocab_size", 0), getattr(config, "intermediate_size", 0) or 4 * h, h)
+    partition = total * weight_bytes // world if (device == "cpu" or offload_param) else 0
+    return partition + 2 * widest * h * weight_bytes + CPU_RUNTIME_BYTES
+
+
+def _available_host() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def _available(device: str) -> int:
     if device == "cuda":
         import torch
 
         return int(torch.cuda.get_device_properties(0).total_memory)
-    import psutil
-
-    return int(psutil.virtual_memory().available)
+    return _available_host()
 
 
 def estimate_memory(spec: RunSpec, ws: Workspace | None = None, available_bytes: int | None = None) -> MemoryEstimate:
@@ -125,10 +152,18 @@ def estimate_memory(spec: RunSpec, ws: Workspace | None = None, available_bytes:
         "runtime": CUDA_RUNTIME_BYTES if device == "cuda" else CPU_RUNTIME_BYTES,
     }
     estimate = MemoryEstimate(
-        device=device, per_rank_bytes=per_rank, host_offload_bytes=int(host), ranks_on_node=spec.nproc_per_node
+        device=device,
+        per_rank_bytes=per_rank,
+        host_offload_bytes=int(host),
+        load_per_rank_bytes=_load_bytes(total, config, stage, offload_param, weight_bytes, world, device),
+        ranks_on_node=spec.nproc_per_node,
     )
     estimate.available_bytes = _available(device) if available_bytes is None else available_bytes
     estimate.fits = estimate.node_total <= HEADROOM * estimate.available_bytes
+    if device == "cuda":  # loading (and offload) use host RAM, not the GPU's
+        host_needed = max(estimate.load_host_bytes, estimate.host_offload_bytes)
+        host_available = _available_host() if available_bytes is None else available_bytes  # tests pass one figure
+        estimate.fits = estimate.fits and host_needed <= HEADROOM * host_available
     estimate.summary = _describe(estimate, total, trainable, stage)
     estimate.advice = "" if estimate.fits else _advise(spec, stage, offload_optimizer)
     return estimate
@@ -138,9 +173,13 @@ def _describe(est: MemoryEstimate, total: int, trainable: int, stage: int) -> st
     parts = ", ".join(f"{name} {value / GB:.2f}" for name, value in est.per_rank_bytes.items())
     where = "GPU memory per rank" if est.device == "cuda" else f"RAM for {est.ranks_on_node} rank(s)"
     offload = f" + {est.host_offload_bytes / GB:.2f} GB offloaded to CPU" if est.host_offload_bytes else ""
+    load = (
+        f"; loading peaks at {est.load_per_rank_bytes / GB:.2f} GB host RAM per rank, "
+        f"{est.load_host_bytes / GB:.2f} GB for the node's {est.ranks_on_node} rank(s)"
+    )
     return (
         f"~{est.node_total / GB:.2f} GB {where} of {est.available_bytes / GB:.1f} GB available{offload} "
-        f"({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, ZeRO-{stage}; per rank GB: {parts})."
+        f"({total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable, ZeRO-{stage}; per rank GB: {parts}{load})."
     )
 
 
@@ -149,7 +188,9 @@ def _advise(spec: RunSpec, stage: int, offload_optimizer: bool) -> str:
     if not spec.gradient_checkpointing:
         steps.append("turn on gradient checkpointing")
     if stage < 3:
-        steps.append("use the ZeRO-3 preset (large_model_stage3) to shard the weights")
+        steps.append("use the ZeRO-3 preset (large_model_stage3) to shard the weights, also while loading")
+    if spec.nproc_per_node > 1:
+        steps.append(f"run fewer ranks per node (now {spec.nproc_per_node}): each loads the model at the same time")
     if not offload_optimizer:
         steps.append("offload the optimizer to CPU (multi_node or large_model_stage3 preset)")
     steps.append(f"shorten max_length (now {spec.max_length})")

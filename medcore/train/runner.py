@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import sys
 import time
 
@@ -11,13 +13,14 @@ from medcore.fileio import write_bytes_atomic
 from medcore.rundir import RunDir
 from medcore.token_windows import TAG_FILE, TagFile, default_stride
 from medcore.train import checkpoint as ckpt
-from medcore.train.distributed import DistContext, barrier
+from medcore.train.distributed import DistContext, all_reduce_sum, barrier
 from medcore.train.loop import (
     STATUS_EVERY_S,
     STEP_DELAY_ENV,
     Job,
     build_engine,
     build_model,
+    engine_config,
     evaluate,
     install_signal_handlers,
     prepare_job,
@@ -42,10 +45,14 @@ def resume_from_checkpoint(job: Job) -> int:
 
 
 def trim_metrics(rd: RunDir, step: int) -> None:
-    """Drop metrics lines past the resumed step (the killed attempt's), so each step appears once."""
+    """Drop metrics lines past the resumed step (the killed attempt's), so each step appears once; a line the kill
+    tore in half is dropped too."""
     if not rd.metrics.exists():
         return
-    kept = [line for line in rd.metrics.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in rd.metrics.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError, AttributeError):
+            kept += [line] if json.loads(line).get("step", 0) <= step else []
     write_bytes_atomic(rd.metrics, "".join(line + "\n" for line in kept).encode())
 
 
@@ -156,6 +163,26 @@ def finish(job: Job, step: int) -> None:
         )
 
 
+def host_peak_mb() -> float:
+    """This process's peak resident memory so far, in MB (ru_maxrss is KiB on Linux): host RAM even on GPU runs."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report_load_memory(ctx: DistContext, grown_mb: float) -> None:
+    """Log how far each rank's peak host memory rose while loading the model and handing it to DeepSpeed (what the
+    memory estimate's loading figure predicts), one figure per rank, so a rank that held the whole model shows."""
+    by_rank = [0.0] * ctx.world_size
+    by_rank[ctx.rank] = grown_mb
+    by_rank = all_reduce_sum(by_rank, ctx)
+    if ctx.is_main:
+        figures = ", ".join(f"{mb:.0f}" for mb in by_rank)
+        print(
+            f"[medcore.train] model load and engine set-up: peak host MB rose by {figures} (by rank)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run_training(rd: RunDir, ctx: DistContext, resume: bool) -> int:
     """Set up, (resume,) train, then finish or save-and-stop. Exit code 0 in both cases."""
     from tqdm import tqdm
@@ -164,9 +191,11 @@ def run_training(rd: RunDir, ctx: DistContext, resume: bool) -> int:
     job = prepare_job(rd, ctx)
     install_signal_handlers(job)
     data_s = time.perf_counter() - began
-    model = build_model(job.spec, job.ws, job.label_set)
+    rss_before = host_peak_mb()
+    model = build_model(job.spec, job.ws, job.label_set, engine_config(job))
     model_s = time.perf_counter() - began - data_s
     build_engine(job, model)
+    report_load_memory(ctx, host_peak_mb() - rss_before)
     start = resume_from_checkpoint(job) if (resume or job.spec.resume) else 0
     if ctx.is_main:
         print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from medcore.errors import MedcoreError
 from medcore.train.spec import RunSpec, downloads_allowed
@@ -69,9 +68,10 @@ def _check_device(spec: RunSpec, problems: list[str]) -> None:
         )
 
 
-def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[str, Any] | None:
-    """Columns, labels, redaction. Returns the manifest's label set info for the model check."""
+def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> int | None:
+    """Columns, labels, redaction. Returns the outputs the model's head needs (classes or BIO tags; None: no head)."""
     from medcore.data.manifest import load_split, read_manifest
+    from medcore.train.data import head_labels
 
     try:
         manifest = read_manifest(ws, spec.dataset)
@@ -115,10 +115,12 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> dict[st
         check = verify_redaction(ws, spec.dataset, manifest)
         if not check.ok:
             problems.append(check.problem)
-    return {"num_labels": len(manifest.label_set) or None}
+    if all(column in manifest.columns for column in roles.values()):  # else the missing column is the problem
+        _check_labels(spec, len(manifest.label_set), problems)
+    return len(head_labels(spec.task, [str(label) for label in manifest.label_set])) or None
 
 
-def _check_model(spec: RunSpec, ws: Workspace, info: dict | None, problems: list[str]) -> None:
+def _check_model(spec: RunSpec, ws: Workspace, head_size: int | None, problems: list[str]) -> None:
     from medcore.models import resolve_model_path
     from medcore.train.lora import build_meta_model, resolve_target_modules
     from medcore.train.presets import load_lora_preset
@@ -130,7 +132,7 @@ def _check_model(spec: RunSpec, ws: Workspace, info: dict | None, problems: list
         preset = None
     try:
         source = resolve_model_path(spec.model, ws)
-        model = build_meta_model(source, spec.task, (info or {}).get("num_labels"), downloads_allowed(spec))
+        model = build_meta_model(source, spec.task, head_size, downloads_allowed(spec))
     except MedcoreError as exc:
         problems.append(str(exc).rstrip("."))
         return
@@ -139,18 +141,65 @@ def _check_model(spec: RunSpec, ws: Workspace, info: dict | None, problems: list
             resolve_target_modules(model, preset.target_modules, spec.model)
         except MedcoreError as exc:
             problems.append(str(exc).rstrip("."))
-    _check_positions(spec, model.config, problems)
+    problems.extend(limit_problems(spec, ws, head_size))
 
 
-def _check_positions(spec: RunSpec, config, problems: list[str]) -> None:
-    """max_length within the model's position table: past it, the run fails a few steps in with a tensor-size error
-    (and resuming fails the same way), so it is refused here, with the limit to use."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions and spec.max_length > positions:
+def _check_labels(spec: RunSpec, label_count: int, problems: list[str]) -> None:
+    """A classifier needs two classes (one would learn nothing: its cross-entropy is always 0); a token tagger one
+    span type."""
+    if spec.task == "classification" and label_count < 2:
         problems.append(
-            f"max_length {spec.max_length} is longer than {spec.model} can read ({positions} positions); "
-            f"set max_length to {positions} or less"
+            f"dataset '{spec.dataset}' has {label_count} class(es) in its label column; classification needs at "
+            "least 2: re-import it with a label column that holds two or more classes"
         )
+    elif spec.task == "token-classification" and label_count < 1:
+        problems.append(f"dataset '{spec.dataset}' has no span types to tag; re-import it with its span column")
+
+
+def tokenizer_size(spec: RunSpec, ws: Workspace) -> int | None:
+    """Tokens the model's tokenizer can emit (added tokens included); None when it cannot be read locally."""
+    from medcore.models import load_tokenizer
+
+    try:
+        return len(load_tokenizer(spec.model, ws))
+    except (MedcoreError, OSError, ValueError):
+        return None
+
+
+def limit_problems(spec: RunSpec, ws: Workspace, head_size: int | None = None) -> list[str]:
+    """Where `spec` asks more of its model than the model's config.json allows; each would fail the run at run time.
+
+    Past the position table, a run fails a few steps in with a tensor-size error; a token id past the embedding
+    matrix, with an index error; a trained head of another size, at load. Resuming fails the same way, so
+    medcore.train.failure names these too when a run that skipped this check dies of one.
+
+    Args:
+        head_size: outputs the dataset needs of a classification or tagging head; None skips the head check.
+    """
+    from medcore.model_limits import read_model_limits
+
+    limits = read_model_limits(spec.model, ws)
+    if limits is None:
+        return []
+    problems = []
+    if limits.positions and spec.max_length > limits.positions:
+        problems.append(
+            f"max_length {spec.max_length} is longer than {spec.model} can read ({limits.positions} positions); "
+            f"{{option:max_length={limits.positions}}} or less"
+        )
+    tokens = tokenizer_size(spec, ws) if limits.vocab_size else None
+    if tokens and tokens > limits.vocab_size:
+        problems.append(
+            f"the tokenizer of {spec.model} has {tokens} tokens but its embedding matrix has {limits.vocab_size} rows, "
+            f"so token ids from {limits.vocab_size} on fail at run time; use the tokenizer saved with the model"
+        )
+    if head_size and spec.task != "causal-lm" and limits.head_labels and head_size != limits.head_labels:
+        problems.append(
+            f"{spec.model} ships a trained {limits.head_task} head with {limits.head_labels} outputs but {spec.task} "
+            f"on dataset '{spec.dataset}' needs {head_size}; start from the base model (without a head) or use a "
+            "dataset with the same labels"
+        )
+    return problems
 
 
 def validate_spec(spec: RunSpec, ws: Workspace) -> None:
@@ -164,8 +213,8 @@ def validate_spec(spec: RunSpec, ws: Workspace) -> None:
     problems: list[str] = []
     _check_numbers(spec, problems)
     _check_device(spec, problems)
-    info = _check_dataset(spec, ws, problems)
-    _check_model(spec, ws, info, problems)
+    head_size = _check_dataset(spec, ws, problems)
+    _check_model(spec, ws, head_size, problems)
     try:
         load_zero_preset(spec.zero)
     except MedcoreError as exc:
