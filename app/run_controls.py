@@ -9,8 +9,7 @@ def stop_run(run_id: str):
     """Save a checkpoint, then stop (medcore.jobs.stop_run); returns at once, the page polls the state."""
     from medcore.jobs import stop_run as stop
 
-    with services.acting("cancel_run", "run_stopped", run_id=run_id):
-        info = stop(run_id, services.workspace())
+    info = stop(run_id, services.workspace(), actor=services.actor())  # checked and audited in the engine
     services.refresh_runs()
     return info
 
@@ -19,5 +18,4 @@ def checkpoint_now(run_id: str) -> None:
     """Ask the running trainer to save a checkpoint at its next step and keep training."""
     from medcore.jobs import checkpoint_now as checkpoint
 
-    with services.acting("cancel_run", "run_checkpoint_requested", run_id=run_id):
-        checkpoint(run_id, services.workspace())
+    checkpoint(run_id, services.workspace(), actor=services.actor())

@@ -201,8 +201,7 @@ def read_logs(run_id: str, tail: int = 60) -> str:
 def cancel_run(run_id: str):
     from medcore.jobs import cancel_run as cancel
 
-    with acting("cancel_run", "run_cancelled", run_id=run_id):
-        info = cancel(run_id, workspace())
+    info = cancel(run_id, workspace(), actor=actor())  # checked and audited in the engine
     _runs_table.clear()
     return info
 
@@ -210,22 +209,16 @@ def cancel_run(run_id: str):
 def resume_run(run_id: str) -> str:
     from medcore.jobs import resume_run as resume
 
-    with acting("resume_run", "run_resumed", run_id=run_id) as outcome:
-        new_id = outcome["new_run_id"] = resume(run_id, workspace())
+    new_id = resume(run_id, workspace(), actor=actor())
     _runs_table.clear()
     return new_id
 
 
 def launch_run(spec) -> str:
     """Validate the spec, create the run folder and queue the job (torchrun + DeepSpeed) in its own process group."""
-    from medcore.access.actor import require as check
     from medcore.jobs import launch_run as launch
 
-    unredacted = {"allow_unredacted": True} if spec.allow_unredacted else {}
-    with acting("launch_run", "run_launched", dataset=spec.dataset, model=spec.model, **unredacted) as outcome:
-        if spec.allow_unredacted:
-            check(actor(), "train_unredacted")  # refused inside: recorded as this launch's refusal
-        run_id = outcome["run_id"] = launch(spec, workspace())
+    run_id = launch(spec, workspace(), actor=actor())  # the role (and allow_unredacted's) checked, audited
     _runs_table.clear()
     return run_id
 
@@ -352,11 +345,7 @@ def start_redaction(
     from medcore.phi.job import start_redaction as start
 
     overrides = {"keep": list(keep), "drop": list(drop), "not_phi": list(not_phi)}
-    with acting("redact_data", "redaction_started", dataset=name, mode=mode, **overrides) as outcome:
-        job_id = outcome["job_id"] = start(
-            workspace(), name, mode, method, out_name or None, threshold=threshold, **overrides
-        )
-    return job_id
+    return start(workspace(), name, mode, method, out_name or None, threshold=threshold, actor=actor(), **overrides)
 
 
 def redaction_status(job_id: str) -> dict[str, Any]:
@@ -469,9 +458,7 @@ def start_evaluation(model: str, dataset: str, compare: list[str], **options: An
     """Check the request, then score the model(s) in a detached job; returns the job id at once."""
     from medcore.evaluate.job import start_evaluation as start
 
-    with acting("run_eval", "eval_started", model=model, dataset=dataset, compared=list(compare)) as outcome:
-        job_id = outcome["job_id"] = start(workspace(), model, dataset, compare=compare or None, **options)
-    return job_id
+    return start(workspace(), model, dataset, compare=compare or None, actor=actor(), **options)
 
 
 def evaluation_status(job_id: str) -> dict[str, Any]:
@@ -550,11 +537,8 @@ def create_review(eval_a: str, eval_b: str, name: str, max_items: int):
     """A blinded review of the rows where two evals of one split disagree (redacts the text: seconds)."""
     from medcore.evaluate.review_sources import create_review_from_evals, review_config
 
-    with acting("manage_reviews", "review_created", evals=[eval_a, eval_b]) as outcome:
-        config = review_config(name=name, max_items=max_items)
-        review = create_review_from_evals(workspace(), eval_a, eval_b, config)
-        outcome["review_id"] = review.review_id
-    return review
+    config = review_config(name=name, max_items=max_items)
+    return create_review_from_evals(workspace(), eval_a, eval_b, config, actor=actor())
 
 
 def next_review_item(review_id: str, reviewer: str):
@@ -568,17 +552,15 @@ def record_verdict(review_id: str, item: int, reviewer: str, verdict: str, comme
     from medcore.evaluate.review import open_review
     from medcore.evaluate.review import record_verdict as record
 
-    # the verdict is recorded, the free-text comment is not: it may quote the note
-    with acting("review_eval", "review_verdict", review_id=review_id, item=item, verdict=verdict):
-        return record(open_review(workspace(), review_id), item, reviewer, verdict, comment)
+    # audited with the verdict, not the free-text comment: it may quote the note
+    return record(open_review(workspace(), review_id), item, reviewer, verdict, comment, actor=actor())
 
 
 def close_review(review_id: str) -> dict[str, Any]:
     from medcore.evaluate.review import close_review as close
     from medcore.evaluate.review import open_review
 
-    with acting("manage_reviews", "review_closed", review_id=review_id):
-        return close(open_review(workspace(), review_id))
+    return close(open_review(workspace(), review_id), actor=actor())
 
 
 def review_summary(review_id: str) -> dict[str, Any]:
@@ -612,8 +594,7 @@ def stop_server(name: str):
     """Stop managed server `name` (SIGTERM, then SIGKILL after a grace period)."""
     from medcore.serve.manage import stop_server as stop
 
-    with acting("serve_model", "server_stopped", server=name):
-        return stop(name, workspace())
+    return stop(name, workspace(), actor=actor())
 
 
 def servable_models() -> list[str]:
@@ -740,11 +721,8 @@ def send_pairs_to_review(pairs: list[dict[str, str]], name: str):
     PHI-masked and the model names sealed until the review is closed. A name holding a model name is refused."""
     from medcore.evaluate.review_sources import create_review_from_pairs, review_config, review_pair
 
-    with acting("manage_reviews", "review_created", source="chat", pairs=len(pairs)) as outcome:
-        config = review_config(name=name.strip() or None)
-        review = create_review_from_pairs(workspace(), [review_pair(**pair) for pair in pairs], config)
-        outcome["review_id"] = review.review_id
-    return review
+    config = review_config(name=name.strip() or None)
+    return create_review_from_pairs(workspace(), [review_pair(**pair) for pair in pairs], config, actor=actor())
 
 
 # ---- label balance ------------------------------------------------------------------------------

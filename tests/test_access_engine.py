@@ -130,3 +130,59 @@ def test_describe_object_names_ids_only():
     assert describe_object(record) == "target_user bob"
     assert describe_object({"kind": "run_resumed", "run_id": "r1", "new_run_id": "r2"}) == "run_id r1, new_run_id r2"
     assert describe_object({"kind": "login", "outcome": "ok"}) == ""
+
+
+def engine_calls(ws):
+    """Every engine entry point that acts for a user, called with the arguments a real request would use."""
+    from medcore.evaluate.job import start_evaluation
+    from medcore.evaluate.review import Review, close_review, record_verdict
+    from medcore.evaluate.review_sources import create_review_from_evals
+    from medcore.jobs import cancel_run, checkpoint_now, launch_run, resume_run, stop_run
+    from medcore.phi.job import start_redaction
+    from medcore.serve.manage import stop_server
+
+    review = Review(ws.root / "reviews" / "review-x")
+    spec = {"name": "r", "model": "minilm", "task": "classification", "dataset": "notes"}
+    return {
+        "run_launched": lambda actor: launch_run(spec, ws, actor=actor),
+        "run_cancelled": lambda actor: cancel_run("run-x", ws, actor=actor),
+        "run_stopped": lambda actor: stop_run("run-x", ws, actor=actor),
+        "run_checkpoint_requested": lambda actor: checkpoint_now("run-x", ws, actor=actor),
+        "run_resumed": lambda actor: resume_run("run-x", ws, actor=actor),
+        "redaction_started": lambda actor: start_redaction(ws, "notes", "safe_harbor", None, actor=actor),
+        "eval_started": lambda actor: start_evaluation(ws, "minilm", "notes", actor=actor),
+        "review_created": lambda actor: create_review_from_evals(ws, "eval-a", "eval-b", actor=actor),
+        "review_verdict": lambda actor: record_verdict(review, 0, "vic", "a_better", actor=actor),
+        "review_closed": lambda actor: close_review(review, actor=actor),
+        "server_stopped": lambda actor: stop_server("tiny-llama", ws, actor=actor),
+    }
+
+
+ACTING_KINDS = [
+    "run_launched", "run_cancelled", "run_stopped", "run_checkpoint_requested", "run_resumed", "redaction_started",
+    "eval_started", "review_created", "review_verdict", "review_closed", "server_stopped",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ACTING_KINDS)
+def test_every_engine_action_refuses_a_viewer_and_records_it(workspace, kind):
+    with pytest.raises(Refused, match=r"user vic \(viewer\) may not"):
+        engine_calls(workspace)[kind](VIEWER)
+    [record] = read_audit_log(workspace)
+    assert (record["kind"], record["user"], record["outcome"]) == (kind, "vic", "refused")
+
+
+def test_a_permitted_user_gets_the_engines_own_error_recorded_as_failed(workspace):
+    """An ml-engineer passes the role check; the engine then fails on the missing run, and that is recorded."""
+    with pytest.raises(MedcoreError, match="run-x"):
+        engine_calls(workspace)["run_cancelled"](ENGINEER)
+    [record] = read_audit_log(workspace)
+    assert (record["kind"], record["user"], record["outcome"], record["run_id"]) == (
+        "run_cancelled", "eve", "failed", "run-x",
+    )  # fmt: skip
+
+
+def test_without_an_actor_the_engine_checks_and_records_nothing(workspace):
+    with pytest.raises(MedcoreError, match="run-x"):
+        engine_calls(workspace)["run_cancelled"](None)
+    assert read_audit_log(workspace) == []

@@ -4,6 +4,10 @@ object (by id: dataset name, run id, job id; never PHI) and the outcome.
     with acting(ws, actor, "launch_run", kind="run_launched", dataset=spec.dataset) as outcome:
         outcome["run_id"] = launch_run(spec, ws)
 
+Engine entry points that act for someone take `actor=None` and run inside `acting_for`: with an actor (the
+console's signed-in user) the check and the record happen in the engine itself, so no caller can skip them; with
+none (the CLI on the server's shell, a notebook, a job's own process) the call is what it always was.
+
 Outcomes: "ok"; "refused" (medcore.access.actor.Refused: a role, a grant, an import root); "failed" (any other
 MedcoreError, its message as the reason: MedcoreError messages hold no patient text); "error" (an unexpected
 exception: only its type is recorded, its message could quote anything).
@@ -12,7 +16,7 @@ exception: only its type is recorded, its message could quote anything).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from medcore.access.actor import Actor, Refused, require
 from medcore.access.audit import append_audit_record
@@ -62,6 +66,12 @@ def refusals_audited(
     except Refused as exc:
         record(ws, actor, kind or action, "refused", reason=str(exc), **fields)
         raise
+
+
+def acting_for(ws: Workspace, actor: Actor | None, action: str, **fields) -> AbstractContextManager[dict]:
+    """`acting(ws, actor, action, **fields)` when the call is made for a user, else a block that checks and records
+    nothing (and still yields the outcome dict the block fills)."""
+    return acting(ws, actor, action, **fields) if actor is not None else nullcontext({})
 
 
 def record(ws: Workspace, actor: Actor, kind: str, outcome: str, **fields) -> dict:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from medcore.access.acting import acting_for
+from medcore.access.actor import Actor
 from medcore.evaluate.compare import compare_config, compare_models
 from medcore.evaluate.runner import check_request, eval_config, evaluate_model
 from medcore.job_folder import (
@@ -31,7 +33,24 @@ PROGRESS_EVERY_S = 0.5
 KIND = "eval"
 
 
-def start_evaluation(ws: Workspace, model: str, dataset: str, compare: list[str] | None = None, **options) -> str:
+def start_evaluation(
+    ws: Workspace,
+    model: str,
+    dataset: str,
+    compare: list[str] | None = None,
+    *,
+    actor: Actor | None = None,
+    **options,
+) -> str:
+    """Score the model(s) in a detached job (_start_evaluation); for `actor`, checked and audited."""
+    with acting_for(
+        ws, actor, "run_eval", kind="eval_started", model=model, dataset=dataset, compared=list(compare or [])
+    ) as outcome:
+        outcome["job_id"] = result = _start_evaluation(ws, model, dataset, compare, **options)
+    return result
+
+
+def _start_evaluation(ws: Workspace, model: str, dataset: str, compare: list[str] | None = None, **options) -> str:
     """Check the request (options, dataset, every model), then start it in its own process; returns the job id.
 
     options: split, batch_size, seed, resamples, max_new_tokens, keep_outputs (EvalRunConfig's fields).

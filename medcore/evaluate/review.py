@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from medcore.access.acting import acting_for
+from medcore.access.actor import Actor
 from medcore.errors import MedcoreError
 from medcore.fileio import file_lock, write_bytes_atomic
 from medcore.rundir import read_json, write_json_atomic
@@ -264,7 +266,23 @@ def check_verdict(verdict: str) -> str:
     return key
 
 
-def record_verdict(review: Review, item: int, reviewer: str, verdict: str, comment: str = "") -> dict[str, Any]:
+def record_verdict(
+    review: Review, item: int, reviewer: str, verdict: str, comment: str = "", *, actor: Actor | None = None
+) -> dict[str, Any]:
+    """Record a verdict (_record_verdict); for `actor`, checked and audited (the verdict, never the comment)."""
+    with acting_for(
+        review_workspace(review),
+        actor,
+        "review_eval",
+        kind="review_verdict",
+        review_id=review.review_id,
+        item=item,
+        verdict=verdict,
+    ):
+        return _record_verdict(review, item, reviewer, verdict, comment)
+
+
+def _record_verdict(review: Review, item: int, reviewer: str, verdict: str, comment: str = "") -> dict[str, Any]:
     """Append a verdict on `item` (in shown order) to verdicts.jsonl; a later one by the same reviewer supersedes it.
 
     The comment is PHI-redacted first. The line is one os.write under the review's lock, so verdicts from several
@@ -307,7 +325,15 @@ def check_open(review: Review) -> None:
         )
 
 
-def close_review(review: Review) -> dict[str, Any]:
+def close_review(review: Review, *, actor: Actor | None = None) -> dict[str, Any]:
+    """Close the review (_close_review); for `actor`, checked and audited."""
+    with acting_for(
+        review_workspace(review), actor, "manage_reviews", kind="review_closed", review_id=review.review_id
+    ):
+        return _close_review(review)
+
+
+def _close_review(review: Review) -> dict[str, Any]:
     """Close the review: no more verdicts, and the model identities may be read. Closing twice keeps the first time.
 
     Returns:

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from medcore.access.acting import acting_for
+from medcore.access.actor import Actor
 from medcore.data.manifest import DatasetManifest, load_split, read_manifest
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.compare import unique_names
@@ -125,7 +127,17 @@ def draw_eval_items(
     ]
 
 
-def create_review_from_evals(ws: Workspace, eval_a: str, eval_b: str, config: ReviewConfig | None = None) -> Review:
+def create_review_from_evals(
+    ws: Workspace, eval_a: str, eval_b: str, config: ReviewConfig | None = None, *, actor: Actor | None = None
+) -> Review:
+    """A blinded review of two evals (_create_review_from_evals); for `actor`, checked and audited."""
+    with acting_for(ws, actor, "manage_reviews", kind="review_created", evals=[eval_a, eval_b]) as outcome:
+        review = _create_review_from_evals(ws, eval_a, eval_b, config)
+        outcome["review_id"] = review.review_id
+    return review
+
+
+def _create_review_from_evals(ws: Workspace, eval_a: str, eval_b: str, config: ReviewConfig | None = None) -> Review:
     """A review of two evals of one dataset split: per row (joined on `row`) the split's text is the prompt, each
     model's predicted label its output and the true label the reference. Rows are drawn with the seed.
 
@@ -159,7 +171,17 @@ def create_review_from_evals(ws: Workspace, eval_a: str, eval_b: str, config: Re
     return write_review(ws, items, {"models": models, "sources": sources}, meta, seed)
 
 
-def create_review_from_pairs(ws: Workspace, pairs: list[ReviewPair], config: ReviewConfig | None = None) -> Review:
+def create_review_from_pairs(
+    ws: Workspace, pairs: list[ReviewPair], config: ReviewConfig | None = None, *, actor: Actor | None = None
+) -> Review:
+    """A blinded review of explicit pairs (_create_review_from_pairs); for `actor`, checked and audited."""
+    with acting_for(ws, actor, "manage_reviews", kind="review_created", source="pairs", pairs=len(pairs)) as outcome:
+        review = _create_review_from_pairs(ws, pairs, config)
+        outcome["review_id"] = review.review_id
+    return review
+
+
+def _create_review_from_pairs(ws: Workspace, pairs: list[ReviewPair], config: ReviewConfig | None = None) -> Review:
     """A review of explicit pairs, in the order given; every pair must be between the same two models.
 
     Raises:

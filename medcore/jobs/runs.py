@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from medcore.access.acting import acting_for
+from medcore.access.actor import Actor, require
 from medcore.errors import MedcoreError
 from medcore.fileio import file_lock
 from medcore.jobs.queue import enqueue
@@ -100,25 +102,35 @@ def launch_run(
     port: int | None = None,
     backend: str = "local",
     slurm: SlurmConfig | None = None,
+    actor: Actor | None = None,
 ) -> str:
     """Validate `spec` (a RunSpec, dict or spec file), create the run folder and queue the job; returns the run id.
 
     Nothing is created when the spec is invalid, an explicitly chosen port is busy, or the SLURM
     backend is asked for where sbatch is missing. Local runs get a free port unless the spec or
-    `port` names one.
+    `port` names one. For `actor` (a console user): their role is checked, training on data without a proven
+    redaction (allow_unredacted) needs its own permission, and the launch is audited.
     """
     from medcore import train
 
-    if backend not in ("local", "slurm"):
-        raise MedcoreError(f"Unknown backend '{backend}': use 'local' (torchrun here) or 'slurm' (sbatch).")
-    plan = train.plan_run(spec, ws or get_workspace(), overrides, port)
-    if backend == "slurm":
-        require_sbatch()
-    elif plan.port:
-        _check_own_port(plan)
-    plan.create_run_dir()
-    record_dataset_hash(plan.run_dir)
-    return _queue(plan, backend=backend, slurm=slurm, attempt=1)
+    ws = ws or get_workspace()
+    with acting_for(ws, actor, "launch_run", kind="run_launched") as outcome:
+        if backend not in ("local", "slurm"):
+            raise MedcoreError(f"Unknown backend '{backend}': use 'local' (torchrun here) or 'slurm' (sbatch).")
+        plan = train.plan_run(spec, ws, overrides, port)
+        outcome.update(dataset=plan.spec.dataset, model=plan.spec.model)
+        if plan.spec.allow_unredacted:
+            outcome["allow_unredacted"] = True
+            if actor is not None:
+                require(actor, "train_unredacted")  # refused inside: recorded as this launch's refusal
+        if backend == "slurm":
+            require_sbatch()
+        elif plan.port:
+            _check_own_port(plan)
+        plan.create_run_dir()
+        record_dataset_hash(plan.run_dir)
+        outcome["run_id"] = run_id = _queue(plan, backend=backend, slurm=slurm, attempt=1)
+    return run_id
 
 
 def _check_own_port(plan) -> None:
@@ -241,7 +253,15 @@ def follow_logs(
         time.sleep(poll_s)
 
 
-def cancel_run(run_id: str, ws: Workspace | None = None, grace_s: float = CANCEL_GRACE_S) -> RunInfo:
+def cancel_run(
+    run_id: str, ws: Workspace | None = None, grace_s: float = CANCEL_GRACE_S, *, actor: Actor | None = None
+) -> RunInfo:
+    """Stop a queued or running job now, without saving (_cancel_run); for `actor`, checked and audited."""
+    with acting_for(ws or get_workspace(), actor, "cancel_run", kind="run_cancelled", run_id=run_id):
+        return _cancel_run(run_id, ws, grace_s)
+
+
+def _cancel_run(run_id: str, ws: Workspace | None = None, grace_s: float = CANCEL_GRACE_S) -> RunInfo:
     """Stop a queued or running job now, without saving: state `cancelled` once every process is gone.
 
     The ranks read the request at their next step and exit without a checkpoint; SIGTERM to the whole job, SIGKILL
@@ -285,7 +305,15 @@ def _settled(status: dict[str, Any]) -> bool:
     return status.get("state") in FINAL_STATES and status.get("ended_at") is not None
 
 
-def stop_run(run_id: str, ws: Workspace | None = None, grace_s: float | None = None) -> RunInfo:
+def stop_run(
+    run_id: str, ws: Workspace | None = None, grace_s: float | None = None, *, actor: Actor | None = None
+) -> RunInfo:
+    """Save, then stop (_stop_run); for `actor`, checked and audited."""
+    with acting_for(ws or get_workspace(), actor, "cancel_run", kind="run_stopped", run_id=run_id):
+        return _stop_run(run_id, ws, grace_s)
+
+
+def _stop_run(run_id: str, ws: Workspace | None = None, grace_s: float | None = None) -> RunInfo:
     """ "Save, then stop": SIGINT to the ranks; the trainer checkpoints and exits 0 with state `stopped`.
 
     A job still alive `grace_s` later is terminated by its supervisor (default: 2 x the run's last save, at least
@@ -305,7 +333,13 @@ def stop_run(run_id: str, ws: Workspace | None = None, grace_s: float | None = N
     return observe_run(rd)
 
 
-def checkpoint_now(run_id: str, ws: Workspace | None = None) -> Path:
+def checkpoint_now(run_id: str, ws: Workspace | None = None, *, actor: Actor | None = None) -> Path:
+    """Ask the running trainer for a checkpoint (_checkpoint_now); for `actor`, checked and audited."""
+    with acting_for(ws or get_workspace(), actor, "cancel_run", kind="run_checkpoint_requested", run_id=run_id):
+        return _checkpoint_now(run_id, ws)
+
+
+def _checkpoint_now(run_id: str, ws: Workspace | None = None) -> Path:
     """Ask the running trainer to save a checkpoint at its next step (it deletes the trigger when done)."""
     rd = find_run(run_id, ws)
     info = observe_run(rd)
@@ -318,7 +352,16 @@ def checkpoint_now(run_id: str, ws: Workspace | None = None) -> Path:
     return rd.checkpoint_trigger
 
 
-def resume_run(run_id: str, ws: Workspace | None = None, *, port: int | None = None) -> str:
+def resume_run(
+    run_id: str, ws: Workspace | None = None, *, port: int | None = None, actor: Actor | None = None
+) -> str:
+    """Re-queue a run from its newest checkpoint (_resume_run); for `actor`, checked and audited."""
+    with acting_for(ws or get_workspace(), actor, "resume_run", kind="run_resumed", run_id=run_id) as outcome:
+        outcome["new_run_id"] = result = _resume_run(run_id, ws, port=port)
+    return result
+
+
+def _resume_run(run_id: str, ws: Workspace | None = None, *, port: int | None = None) -> str:
     """Re-queue a failed, cancelled or stopped run from its newest checkpoint, after validating that checkpoint and
     that its dataset is unchanged.
 

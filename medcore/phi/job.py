@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from medcore.access.acting import acting_for
+from medcore.access.actor import Actor
 from medcore.errors import MedcoreError
 from medcore.job_folder import (
     REQUEST,
@@ -30,6 +32,28 @@ PROGRESS_EVERY_S = 0.5
 
 
 def start_redaction(
+    ws: Workspace,
+    name: str,
+    mode: str,
+    method: str | None,
+    out_name: str | None = None,
+    *,
+    keep: list[str] | None = None,
+    drop: list[str] | None = None,
+    not_phi: list[str] | None = None,
+    threshold: float | None = None,
+    actor: Actor | None = None,
+) -> str:
+    """Start redacting dataset `name` in its own process (_start_redaction); for `actor`, checked and audited."""
+    columns = {"keep": list(keep or []), "drop": list(drop or []), "not_phi": list(not_phi or [])}  # names only
+    with acting_for(ws, actor, "redact_data", kind="redaction_started", dataset=name, mode=mode, **columns) as outcome:
+        outcome["job_id"] = result = _start_redaction(
+            ws, name, mode, method, out_name, keep=keep, drop=drop, not_phi=not_phi, threshold=threshold
+        )
+    return result
+
+
+def _start_redaction(
     ws: Workspace,
     name: str,
     mode: str,

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medcore.access.acting import acting_for
+from medcore.access.actor import Actor
 from medcore.errors import MedcoreError
 from medcore.models import REGISTRY_NAMES
 from medcore.procs import JOB_TAG_ENV, check_port, find_process, python_module, spawn_detached, terminate_job
@@ -206,7 +208,15 @@ def start_server(
     return info_from(folder, read_state(folder))
 
 
-def stop_server(name: str, ws: Workspace | None = None, grace_s: float = 10.0) -> ServerInfo:
+def stop_server(
+    name: str, ws: Workspace | None = None, grace_s: float = 10.0, *, actor: Actor | None = None
+) -> ServerInfo:
+    """Stop managed server `name` (_stop_server); for `actor`, checked and audited."""
+    with acting_for(ws or get_workspace(), actor, "serve_model", kind="server_stopped", server=name):
+        return _stop_server(name, ws, grace_s)
+
+
+def _stop_server(name: str, ws: Workspace | None = None, grace_s: float = 10.0) -> ServerInfo:
     """SIGTERM the server's processes (SIGKILL after `grace_s`) and record it stopped."""
     folder = find_server(name, ws)
     state = read_state(folder)
