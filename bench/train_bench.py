@@ -10,6 +10,8 @@ fp32, micro-batch 8 rows, the same steps, learning-rate schedule and seed, the s
     SFTTrainer with packing (best-fit decreasing, padding-free) and completion-only loss.
   - causal_lm_realistic: the same with a llama of realistic proportions (hidden 256, 4 layers, a 32k vocabulary,
     untied embeddings; random weights), where the vocabulary projection costs what it costs in real models.
+The baseline's model is the standard one a user builds (the transformers class plus peft's LoRA, same preset and
+seed); MedCore's side is what `medcore train` builds ([CLS]-only last layer, integer dropout masks on CPU).
 Useful tokens = non-padding tokens. Throughput = useful tokens / summed step time over steps 2..N (step 1 carries
 one-off warm-up). Loss = the mean over every target (token, or example) of a step, across ranks, computed the
 same way on both sides from the model's logits, so a side that does not learn, or logs a scaled loss, shows;
@@ -302,8 +304,9 @@ def hf_worker(job_path: str) -> None:
     import torch.distributed as dist
 
     from medcore.data.manifest import read_manifest
-    from medcore.models import load_tokenizer
-    from medcore.train.loop import build_model
+    from medcore.models import load_model, load_tokenizer
+    from medcore.train.lora import apply_lora
+    from medcore.train.presets import load_lora_preset
     from medcore.train.spec import RunSpec
     from medcore.workspace import get_workspace
 
@@ -324,8 +327,15 @@ def hf_worker(job_path: str) -> None:
 
         trainer_class, timer = counting_trainer(SFTTrainer, counts)
         extra = {"processing_class": tokenizer}
+    torch.manual_seed(spec.seed)  # the same head and LoRA initialisation as MedCore's side
+    id2label = dict(enumerate(label_set)) if label_set else None
+    # The standard model a user builds: the transformers class and peft's LoRA with the same preset, none of
+    # MedCore's own training changes ([CLS]-only last layer, integer dropout masks).
+    model = apply_lora(load_model(spec.model, spec.task, id2label=id2label, workspace=ws),
+                       load_lora_preset(spec.lora), spec.task, spec.model)  # fmt: skip
+    model.config.use_cache = False
     trainer = trainer_class(
-        model=build_model(spec, ws, label_set),
+        model=model,
         args=args,
         train_dataset=hf_dataset(spec, ws, tokenizer, label_set),
         callbacks=[timer],
