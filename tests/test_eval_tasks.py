@@ -364,3 +364,29 @@ def test_generation_models_compare_side_by_side_on_their_saved_rows(qa):
     assert [r["row"] for r in other["disagreements"]["rows"]] == differs.tolist()
     saved = (ws.evals / out["models"][0] / "comparison.json").read_text()
     assert not [a for a in qa["answers"] if len(a) > 8 and a in saved]
+
+
+def test_generated_answers_of_two_models_go_to_a_blinded_review(qa):
+    """Two generation evals kept their answers: the review's items are the rows where the answers differ, with the
+    question as the models were asked it, each model's answer and the reference answer; evals that kept no answers
+    are refused with how to keep them."""
+    from medcore.evaluate.review import close_review, read_items
+    from medcore.evaluate.review_sources import ReviewConfig, create_review_from_evals
+    from medcore.evaluate.review_summary import unblind
+
+    ws = qa["ws"]
+    options = {"batch_size": 4, "resamples": 100, "max_new_tokens": MAX_NEW}
+    tuned = evaluate_model(qa["run"].run_id, ws, "qa", keep_outputs=True, **options)["eval_id"]
+    base = evaluate_model("tiny-llama", ws, "qa", keep_outputs=True, **options)["eval_id"]
+    answers = {e: pd.read_parquet(ws.evals / e / OUTPUTS).set_index("row")["output"] for e in (tuned, base)}
+    differ = [r for r in answers[tuned].index if answers[tuned][r].split() != answers[base][r].split()]
+    assert differ  # a random adapter answers differently from its base
+    review = create_review_from_evals(ws, tuned, base, ReviewConfig(seed=1, max_items=1000, name="qa answers"))
+    items = read_items(review)
+    assert len(items) == len(differ)
+    close_review(review)
+    assert sorted(m["row"] for m in unblind(review)) == sorted(differ)
+    assert all(item["prompt"].rstrip().endswith("Answer:") for item in items)  # the question as it was asked
+    plain = evaluate_model(qa["run"].run_id, ws, "qa", **options)["eval_id"]  # no --keep-outputs
+    with pytest.raises(MedcoreError, match="kept no generated answers.*--keep-outputs"):
+        create_review_from_evals(ws, plain, base)

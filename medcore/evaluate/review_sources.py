@@ -4,8 +4,10 @@
     create_review_from_pairs(ws, [ReviewPair(prompt=..., model_a=..., output_a=..., model_b=..., output_b=...)])
 
 Both hand medcore.evaluate.review.write_review the items (text as given), the two model names and their sources,
-which it seals, blinds and redacts. From evals, the prompt is the dataset split's text column at the eval's `row`,
-each output is the model's predicted label and the reference is the true label.
+which it seals, blinds and redacts. From classification evals, the prompt is the dataset split's text column at the
+eval's `row`, each output is the model's predicted label and the reference is the true label; from generation evals
+(run with --keep-outputs), the prompt is the question as the models were asked it, each output a model's answer and
+the reference the dataset's response.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from medcore.access.actor import Actor
 from medcore.data.manifest import DatasetManifest, load_split, read_manifest
 from medcore.errors import MedcoreError, validated
 from medcore.evaluate.compare import unique_names
-from medcore.evaluate.results import load_eval
+from medcore.evaluate.results import OUTPUTS, load_eval
 from medcore.evaluate.review import RawItem, Review, write_review
 from medcore.workspace import Workspace
 
@@ -43,7 +45,9 @@ class ReviewConfig(BaseModel):
     )
     max_items: int = Field(100, ge=1, le=10_000, description="Most items drawn into the review (default 100).")
     disagreements_only: bool = Field(
-        True, description="From evals: only rows where the two models' predicted labels differ (default on)."
+        True,
+        description="From evals: only rows where the two models' predicted labels (or answers, case and spacing "
+        "aside) differ (default on).",
     )
 
 
@@ -93,7 +97,7 @@ def check_same_split(ws: Workspace, eval_a: str, eval_b: str, records: tuple[dic
     """The manifest of the dataset both evals scored, after checking they scored one split of it as it is now."""
     if eval_a == eval_b:
         raise MedcoreError(f"Both evals are '{eval_a}': pick the evals of two different models.")
-    key = ("dataset", "split", "dataset_content_hash", "labels")
+    key = ("dataset", "split", "dataset_content_hash", "labels", "task")
     if any(records[0].get(k) != records[1].get(k) for k in key):
         raise MedcoreError(
             f"Evals '{eval_a}' and '{eval_b}' did not score the same dataset split (dataset, split, content hash or "
@@ -108,23 +112,75 @@ def check_same_split(ws: Workspace, eval_a: str, eval_b: str, records: tuple[dic
     return manifest
 
 
-def draw_eval_items(
-    ws: Workspace, manifest: DatasetManifest, split: str, joined: pd.DataFrame, max_items: int, seed: int
-) -> list[RawItem]:
-    """Up to max_items RawItems from the joined predictions (row, y_true, y_pred_a, y_pred_b), drawn with the seed."""
+def draw_eval_items(joined: pd.DataFrame, prompts: pd.Series, max_items: int, seed: int) -> list[RawItem]:
+    """Up to max_items RawItems from the joined rows (row, y_true, y_pred_a, y_pred_b), drawn with the seed; each
+    prompt is prompts[row] (the split's text, or the question as the model was asked it)."""
     rows = sorted(int(r) for r in joined["row"])
     drawn = random.Random(f"sample-{seed}").sample(rows, min(max_items, len(rows)))
-    texts = load_split(ws, manifest.name, split)[manifest.mapping.text].fillna("").astype(str)
     by_row = joined.set_index("row")
     return [
         RawItem(
-            prompt=texts.iloc[row],
+            prompt=prompts.iloc[row],
             outputs=(str(by_row.at[row, "y_pred_a"]), str(by_row.at[row, "y_pred_b"])),
             reference=str(by_row.at[row, "y_true"]),
             row=row,
         )
         for row in drawn
     ]
+
+
+def kept_outputs(ws: Workspace, eval_id: str) -> pd.DataFrame:
+    """The generated answers an eval kept (row, output).
+
+    Raises:
+        MedcoreError: the eval ran without keeping them (they are text, so they are kept only when asked).
+    """
+    path = ws.evals / eval_id / OUTPUTS
+    if not path.exists():
+        raise MedcoreError(
+            f"Eval '{eval_id}' kept no generated answers, and a review shows them to clinicians. Evaluate the model "
+            "again keeping its outputs (`medcore eval run MODEL --dataset NAME --keep-outputs`)."
+        )
+    return pd.read_parquet(path)[["row", "output"]]
+
+
+def paired_rows(ws: Workspace, manifest: DatasetManifest, evals: tuple[str, str], saved: tuple) -> tuple:
+    """(joined rows: row, y_true, y_pred_a, y_pred_b; prompts by row) of two evals of one split, by task:
+    classification pairs the predicted labels with the split's text; generation pairs the two models' kept answers
+    with the question as asked and the reference answer.
+
+    Raises:
+        MedcoreError: generation evals without kept outputs, or a task reviews do not cover.
+    """
+    record = saved[0].config
+    task, split = record.get("task", "classification"), record["split"]
+    frame = load_split(ws, manifest.name, split)
+    if task == "classification":
+        joined = (
+            saved[0]
+            .predictions[["row", "y_true", "y_pred"]]
+            .merge(saved[1].predictions[["row", "y_pred"]], on="row", suffixes=("_a", "_b"))
+        )
+        return joined, frame[manifest.mapping.text].fillna("").astype(str)
+    if task == "causal-lm":
+        from medcore.evaluate.generation import instruction_prompts
+
+        a, b = (kept_outputs(ws, eval_id) for eval_id in evals)
+        joined = a.merge(b, on="row", suffixes=("_a", "_b")).rename(columns={"output_a": "y_pred_a",
+                                                                            "output_b": "y_pred_b"})  # fmt: skip
+        references = frame[manifest.mapping.response].fillna("").astype(str)
+        joined["y_true"] = references.iloc[joined["row"].to_numpy()].to_numpy()
+        return joined, pd.Series(instruction_prompts(frame, manifest.mapping))
+    raise MedcoreError(
+        f"Evals '{evals[0]}' and '{evals[1]}' are {task} evals; reviews show classification labels or generated "
+        "answers. Compare entity taggers with `medcore eval run MODEL --compare OTHER` instead."
+    )
+
+
+def same_answer(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Whether two outputs say the same (case and spacing aside): a review's disagreements are the other rows."""
+    norm = lambda s: s.astype(str).str.lower().str.split().str.join(" ")  # noqa: E731
+    return norm(a) == norm(b)
 
 
 def create_review_from_evals(
@@ -153,16 +209,14 @@ def _create_review_from_evals(ws: Workspace, eval_a: str, eval_b: str, config: R
     models = unique_names([str(record_a["model"]), str(record_b["model"])])
     name = config.name or f"{manifest.name}/{split}"
     check_name(name, models)
-    joined = first.predictions[["row", "y_true", "y_pred"]].merge(
-        second.predictions[["row", "y_pred"]], on="row", suffixes=("_a", "_b")
-    )
+    joined, prompts = paired_rows(ws, manifest, (eval_a, eval_b), (first, second))
     if config.disagreements_only:
-        joined = joined[joined["y_pred_a"] != joined["y_pred_b"]]
+        joined = joined[~same_answer(joined["y_pred_a"], joined["y_pred_b"])]
     if joined.empty:
         what = "rows where the two models disagree" if config.disagreements_only else "rows in common"
         raise MedcoreError(f"Evals '{eval_a}' and '{eval_b}' have no {what}: nothing to review.")
     seed = draw_seed(config)
-    items = draw_eval_items(ws, manifest, split, joined, config.max_items, seed)
+    items = draw_eval_items(joined, prompts, config.max_items, seed)
     sources = [
         {"eval_id": eval_id, "model_identity": record.get("model_identity")}
         for eval_id, record in ((eval_a, record_a), (eval_b, record_b))
