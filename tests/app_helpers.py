@@ -96,3 +96,11 @@ def serve_console(port: int, home: Path, log_path: Path, extra_args: tuple[str, 
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def log_in(name: str, password: str) -> AppTest:
+    """The console's front page, with `name` logged in through the password form."""
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    widget(at.text_input, "User name").input(name)
+    widget(at.text_input, "Password").input(password)
+    return widget(at.button, "Log in").click().run()

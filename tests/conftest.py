@@ -24,3 +24,19 @@ def workspace(tmp_path, monkeypatch):
     root = tmp_path / "workspace"
     monkeypatch.setenv("MEDCORE_HOME", str(root))
     return get_workspace(root)
+
+
+@pytest.fixture
+def with_users(workspace, tmp_path, monkeypatch):
+    """Console users of this test's own (admin ada, viewer vic; a cheap argon2 profile): the session's config folder
+    stays without users for every other test."""
+    from argon2 import PasswordHasher
+
+    from medcore.access import users
+    from medcore.access.actor import local_admin
+
+    monkeypatch.setenv("MEDCORE_USERS_FILE", str(tmp_path / "config" / "users.json"))
+    monkeypatch.setattr(users, "HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    users.add_user(workspace, local_admin(), "ada", "admin", "correct horse battery")
+    users.add_user(workspace, local_admin(), "vic", "viewer", "viewer password 123")
+    return workspace

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from app_helpers import MAIN, texts, widget
-from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
 from medcore.access import users
@@ -27,13 +26,10 @@ AUTH = {
 
 
 @pytest.fixture
-def with_users(workspace, tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDCORE_USERS_FILE", str(tmp_path / "config" / "users.json"))
-    monkeypatch.setattr(users, "HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    users.add_user(workspace, local_admin(), "ada", "admin", "correct horse battery")
-    users.add_user(workspace, local_admin(), "vic", "viewer", "viewer password 123")
-    link_identity(workspace, local_admin(), "ada", "Ada.Lovelace@Hospital.org")
-    return workspace
+def linked(with_users):
+    """ada's sign-on identity linked (as an admin would, with `medcore users link`)."""
+    link_identity(with_users, local_admin(), "ada", "Ada.Lovelace@Hospital.org")
+    return with_users
 
 
 def audit_records(ws) -> list[dict]:
@@ -57,43 +53,43 @@ def test_the_identity_is_a_verified_lower_case_e_mail():
         identity_of({"email": "ada@hospital.org", "email_verified": False})
 
 
-def test_a_linked_identity_signs_in_as_its_user_and_is_audited(with_users):
-    actor = sso_login(with_users, {"email": "ada.lovelace@hospital.org", "email_verified": True})
+def test_a_linked_identity_signs_in_as_its_user_and_is_audited(linked):
+    actor = sso_login(linked, {"email": "ada.lovelace@hospital.org", "email_verified": True})
     assert actor == Actor("ada", "admin", frozenset())
-    last = audit_records(with_users)[-1]
+    last = audit_records(linked)[-1]
     assert (last["kind"], last["outcome"], last["method"], last["user"]) == ("login", "ok", "sso", "ada")
 
 
-def test_an_identity_no_user_is_linked_to_is_refused_and_recorded_as_a_hash(with_users):
+def test_an_identity_no_user_is_linked_to_is_refused_and_recorded_as_a_hash(linked):
     with pytest.raises(MedcoreError, match=r"No MedCore user is linked to eve@elsewhere.org.*users link USER"):
-        sso_login(with_users, {"email": "eve@elsewhere.org"})
-    last = audit_records(with_users)[-1]
+        sso_login(linked, {"email": "eve@elsewhere.org"})
+    last = audit_records(linked)[-1]
     assert (last["kind"], last["outcome"], last["reason"]) == ("login", "refused", "no user linked")
     assert "eve@elsewhere.org" not in json.dumps(last) and last["identity_sha256"]
 
 
-def test_a_locked_user_cannot_sign_on_either(with_users):
-    with users.users_locked(with_users) as table:
+def test_a_locked_user_cannot_sign_on_either(linked):
+    with users.users_locked(linked) as table:
         table["ada"]["locked_until"] = 4e9
     with pytest.raises(MedcoreError, match="is locked"):
-        sso_login(with_users, {"email": "ada.lovelace@hospital.org"})
+        sso_login(linked, {"email": "ada.lovelace@hospital.org"})
 
 
-def test_links_are_one_identity_one_user_and_admin_only(with_users):
+def test_links_are_one_identity_one_user_and_admin_only(linked):
     with pytest.raises(MedcoreError, match="linked to user 'ada' already"):
-        link_identity(with_users, local_admin(), "vic", "ada.lovelace@hospital.org")
+        link_identity(linked, local_admin(), "vic", "ada.lovelace@hospital.org")
     with pytest.raises(MedcoreError, match="is not an e-mail address"):
-        link_identity(with_users, local_admin(), "vic", "vic")
+        link_identity(linked, local_admin(), "vic", "vic")
     with pytest.raises(MedcoreError, match="may not"):
-        link_identity(with_users, Actor("vic", "viewer"), "vic", "vic@hospital.org")
-    link_identity(with_users, local_admin(), "ada", None)  # unlinked: the password still works, SSO does not
+        link_identity(linked, Actor("vic", "viewer"), "vic", "vic@hospital.org")
+    link_identity(linked, local_admin(), "ada", None)  # unlinked: the password still works, SSO does not
     with pytest.raises(MedcoreError, match="No MedCore user is linked"):
-        sso_login(with_users, {"email": "ada.lovelace@hospital.org"})
+        sso_login(linked, {"email": "ada.lovelace@hospital.org"})
 
 
-def test_a_sign_on_session_expires_like_a_password_one(with_users):
+def test_a_sign_on_session_expires_like_a_password_one(linked):
     now = [1000.0]
-    sessions = Sessions(with_users, idle_s=60, absolute_s=3600, clock=lambda: now[0])
+    sessions = Sessions(linked, idle_s=60, absolute_s=3600, clock=lambda: now[0])
     token = sessions.login_sso({"email": "ada.lovelace@hospital.org"})
     assert sessions.actor(token).user == "ada"
     now[0] += 61
@@ -101,13 +97,13 @@ def test_a_sign_on_session_expires_like_a_password_one(with_users):
         sessions.actor(token)
 
 
-def test_the_cli_links_and_unlinks(with_users, capsys):
+def test_the_cli_links_and_unlinks(linked, capsys):
     assert medcore_main(["users", "link", "vic", "vic@hospital.org"]) == 0
     assert "signs in through single sign-on as vic@hospital.org" in capsys.readouterr().out
-    assert sso_login(with_users, {"email": "vic@hospital.org"}).user == "vic"
+    assert sso_login(linked, {"email": "vic@hospital.org"}).user == "vic"
     assert medcore_main(["users", "unlink", "vic"]) == 0
     with pytest.raises(MedcoreError):
-        sso_login(with_users, {"email": "vic@hospital.org"})
+        sso_login(linked, {"email": "vic@hospital.org"})
 
 
 def console(user: dict | None = None) -> AppTest:
@@ -118,14 +114,14 @@ def console(user: dict | None = None) -> AppTest:
     return at.run()
 
 
-def test_the_login_page_offers_single_sign_on_beside_the_password_form(with_users):
+def test_the_login_page_offers_single_sign_on_beside_the_password_form(linked):
     at = console()
     assert not at.exception
     assert [t.value for t in at.title] == ["Log in to MedCore"]
     assert widget(at.button, "Sign in with single sign-on") and widget(at.button, "Log in")
 
 
-def test_back_from_the_provider_a_linked_user_gets_the_console_and_an_unknown_one_does_not(with_users):
+def test_back_from_the_provider_a_linked_user_gets_the_console_and_an_unknown_one_does_not(linked):
     at = console({"is_logged_in": True, "email": "ada.lovelace@hospital.org", "email_verified": True})
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == ["Data"]

@@ -6,29 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_helpers import MAIN, texts, widget
-from argon2 import PasswordHasher
+from app_helpers import log_in, texts, widget
 from streamlit.testing.v1 import AppTest
 
 from medcore.access import users
 from medcore.access.actor import local_admin
 from medcore.phi.audit import log_path, read_audit_log
-
-
-@pytest.fixture
-def with_users(workspace, tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDCORE_USERS_FILE", str(tmp_path / "config" / "users.json"))
-    monkeypatch.setattr(users, "HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    users.add_user(workspace, local_admin(), "ada", "admin", "correct horse battery")
-    users.add_user(workspace, local_admin(), "vic", "viewer", "viewer password 123")
-    return workspace
-
-
-def log_in(name: str, password: str) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
-    widget(at.text_input, "User name").input(name)
-    widget(at.text_input, "Password").input(password)
-    return widget(at.button, "Log in").click().run()
 
 
 def open_audit(at: AppTest) -> AppTest:

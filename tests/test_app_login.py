@@ -7,33 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from app_helpers import MAIN, ROOT, open_page, texts, widget
-from argon2 import PasswordHasher
-from streamlit.testing.v1 import AppTest
+from app_helpers import ROOT, log_in, open_page, texts, widget
 
-from medcore.access import users
-from medcore.access.actor import local_admin
 from medcore.access.bind import check_bind
 from medcore.errors import MedcoreError
 
 PAGES = ["data", "phi", "train", "runs", "evaluate", "review", "chat"]
-
-
-@pytest.fixture
-def with_users(workspace, tmp_path, monkeypatch):
-    """A users file of this test's own (the session's config folder stays without users for every other test)."""
-    monkeypatch.setenv("MEDCORE_USERS_FILE", str(tmp_path / "config" / "users.json"))
-    monkeypatch.setattr(users, "HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    users.add_user(workspace, local_admin(), "ada", "admin", "correct horse battery")
-    users.add_user(workspace, local_admin(), "vic", "viewer", "viewer password 123")
-    return workspace
-
-
-def log_in(name: str, password: str) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
-    widget(at.text_input, "User name").input(name)
-    widget(at.text_input, "Password").input(password)
-    return widget(at.button, "Log in").click().run()
 
 
 def test_without_users_the_console_is_local_and_says_who_acts(workspace):
