@@ -192,6 +192,15 @@ def run_metrics(run_ids: list[str]) -> pd.DataFrame:
     return metrics(run_ids, ws=workspace())
 
 
+def model_card(run_id: str) -> str | None:
+    """The run's MODEL_CARD.md (written after it completes), or None when it has none yet."""
+    from medcore.evaluate.model_card import MODEL_CARD
+    from medcore.jobs.state import find_run
+
+    path = find_run(run_id, workspace()).path / MODEL_CARD
+    return path.read_text() if path.exists() else None
+
+
 def read_logs(run_id: str, tail: int = 60) -> str:
     from medcore.jobs import read_logs as logs
 
@@ -301,6 +310,19 @@ def detector_config(mode: str, method: str, threshold: float | None, info):
     from medcore.phi.console_info import detector_config as config
 
     return config(mode, method, threshold, info)
+
+
+def record_preview(dataset: str, split: str, records: list[int]) -> None:
+    """One audit record when this session first shows raw records of a dataset (by row number, never their text);
+    the page reruns on every widget change, so the same records shown again are not recorded again."""
+    from medcore.access.acting import record
+
+    shown = st.session_state.setdefault("_medcore_previews_recorded", set())
+    key = (dataset, split, tuple(records))
+    if key in shown:
+        return
+    record(workspace(), actor(), "phi_previewed", "ok", dataset=dataset, split=split, records=list(records))
+    shown.add(key)
 
 
 def preview_text(text: str, config, dataset: str | None = None):
@@ -577,7 +599,20 @@ def export_preferences(review_id: str) -> bytes:
     from medcore.evaluate.review import open_review
     from medcore.evaluate.review_summary import export_preferences as export
 
-    return export(open_review(workspace(), review_id)).read_bytes()
+    data = export(open_review(workspace(), review_id)).read_bytes()
+    record_once("preferences_exported", review_id=review_id)
+    return data
+
+
+def record_once(kind: str, **fields: Any) -> None:
+    """One audit record per session for an export the page rebuilds on every run (a download button's data)."""
+    from medcore.access.acting import record
+
+    done = st.session_state.setdefault("_medcore_exports_recorded", set())
+    key = (kind, tuple(sorted(fields.items())))
+    if key not in done:
+        record(workspace(), actor(), kind, "ok", **fields)
+        done.add(key)
 
 
 # ---- chat and serving ---------------------------------------------------------------------------

@@ -187,15 +187,17 @@ def test_audit_log_verified_and_tampering_shown(notes):
     from medcore.phi.audit import append_audit_record, log_path
 
     append_audit_record(notes, "redaction", dataset="notes", entities={"NAME": 3})
-    at = open_page("phi", timeout=TIMEOUT)
-    assert any(s.startswith("Verified: 1 records") for s in texts(at, "success"))
+    at = open_page("phi", timeout=TIMEOUT)  # showing raw records appends a phi_previewed record (rows, no text)
+    assert any(s.startswith("Verified: 2 records") for s in texts(at, "success"))
     table = at.dataframe[-1].value
     assert table.columns[:3].tolist() == ["seq", "time", "kind"]
-    assert table.loc[0, "kind"] == "redaction" and table.loc[0, "entities"] == '{"NAME": 3}'
+    assert sorted(table["kind"]) == ["phi_previewed", "redaction"]
+    assert table.loc[table["kind"] == "redaction", "entities"].tolist() == ['{"NAME": 3}']
     path = log_path(notes)
-    record = json.loads(path.read_text())
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[0])
     record["entities"]["NAME"] = 2  # an edit after the fact: the record no longer matches its hash
-    path.write_text(json.dumps(record) + "\n")
+    path.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
     at.run()
     assert any("fails verification" in e and "record edited" in e for e in texts(at, "error"))
 
@@ -228,7 +230,8 @@ def test_redact_whole_dataset(notes, real_tagger):
     assert any(s.startswith("Verified: audit record") for s in texts(at, "success"))
     assert not [b for b in at.button if b.label == "Redact dataset"]
     assert decisions(at).loc["text", "action"] == "redact"
-    assert at.dataframe[-1].value.loc[0, "output_dataset"] == "notes-redacted"
+    audit = at.dataframe[-1].value
+    assert audit.loc[audit["kind"] == "redaction", "output_dataset"].tolist() == ["notes-redacted"]
 
 
 def test_redaction_error_is_a_message(notes):
@@ -259,7 +262,8 @@ def test_every_column_is_decided_before_redaction(planted):
 def test_column_overrides_are_previewed_and_reach_the_job(planted, monkeypatch):
     requests = []
 
-    def start_redaction(ws, name, mode, method, out_name=None, **overrides):
+    def start_redaction(ws, name, mode, method, out_name=None, actor=None, **overrides):
+        assert actor.role == "admin"  # the console's user (local mode), checked and audited by the engine
         requests.append({"name": name, "mode": mode, **overrides})
         raise MedcoreError("Recorded; no job started in this test.")
 

@@ -148,3 +148,13 @@ def test_cancel_a_live_job(workspace):
     assert any("Cancelled on request" in s for s in texts(at, "info"))
     assert [b.label for b in at.button] == ["Resume"]
     assert at.dataframe[0].value["state"].tolist() == ["cancelled"]
+
+
+def test_a_completed_run_shows_its_model_card(workspace):
+    rd = make_run(workspace, "run-a", "completed", [2.0, 1.0], time.time())
+    at = open_page("runs")
+    assert any("No model card yet" in c for c in texts(at, "caption"))
+    (rd.path / "MODEL_CARD.md").write_text("# Model card: run-a\n\n## Intended use\nResearch only.\n")
+    at = open_page("runs")
+    assert [e.label for e in at.expander if e.label == "Model card"]
+    assert any("Intended use" in m for m in texts(at, "markdown"))

@@ -89,3 +89,18 @@ def test_a_failed_evaluation_is_recorded_and_does_not_raise(workspace):
     record = evaluate_run(rd)
     assert record["state"] == "failed" and "has no adapter yet" in record["error"]
     assert rd.read_status()[TEST_EVAL] == record
+
+
+def test_without_scoring_the_completed_run_still_gets_its_card(workspace):
+    from medcore.evaluate.after_run import main
+    from medcore.train import load_spec, prepare_run_dir
+
+    import_notes(workspace)
+    spec = load_spec({"name": "no-eval", "model": "minilm", "task": "classification", "dataset": "notes",
+                      "max_length": 128, "evaluate_after": False})  # fmt: skip
+    rd = prepare_run_dir(spec, workspace)
+    save_untrained_adapter(workspace, rd)
+    rd.update_status(state="completed")
+    assert main([str(rd.path)]) == 0
+    assert (rd.path / "MODEL_CARD.md").exists() and TEST_EVAL not in rd.read_status()
+    assert not workspace.evals.exists() or not list(workspace.evals.iterdir())  # nothing scored

@@ -367,3 +367,36 @@ def test_the_tail_reader_finds_the_last_lines_across_block_boundaries(tmp_path, 
     assert tail.lines == lines[-2:] and tail.torn == b'{"torn' and tail.whole == (block >= path.stat().st_size)
     assert path.read_bytes()[tail.torn_at :] == b'{"torn'
     assert chain.read_tail(path, 20, block=block) == (lines, b'{"torn', tail.torn_at, True)
+
+
+def test_a_log_cut_back_with_its_old_signed_files_is_caught_by_the_exported_checkpoints(
+    workspace, monkeypatch, tmp_path
+):
+    """The attack the workspace alone cannot see: old signed copies of head.json and checkpoints.jsonl restored with
+    the log cut back to them. With $MEDCORE_AUDIT_SINK, the checkpoints exported elsewhere give it away."""
+    sink = tmp_path / "elsewhere" / "checkpoints.jsonl"
+    sink.parent.mkdir()
+    monkeypatch.setenv("MEDCORE_AUDIT_SINK", str(sink))
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 2)
+    fill(workspace, 2)
+    kept = {path: path.read_bytes() for path in (head_path(workspace), chain.checkpoints_path(workspace))}
+    kept_log = read_audit_log(workspace)
+    fill(workspace, 2)
+    assert len(sink.read_text().splitlines()) == 2 and verify_audit_log(workspace).ok
+    rewrite(workspace, kept_log)  # cut back to 2 records, with the signed files of that moment
+    for path, data in kept.items():
+        path.write_bytes(data)
+    monkeypatch.delenv("MEDCORE_AUDIT_SINK")
+    assert verify_audit_log(workspace).ok  # without the copy, nothing shows
+    monkeypatch.setenv("MEDCORE_AUDIT_SINK", str(sink))
+    assert verify_audit_log(workspace).problems == [
+        "checkpoint seq 4 was exported to MEDCORE_AUDIT_SINK but is not in the workspace's checkpoints (the log was "
+        "cut back)"
+    ]
+
+
+def test_an_export_that_fails_never_blocks_the_record(workspace, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDCORE_AUDIT_SINK", str(tmp_path / "no-such-folder" / "checkpoints.jsonl"))
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 1)
+    fill(workspace, 2)
+    assert len(read_audit_log(workspace)) == 2 and verify_audit_log(workspace).ok

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pandas as pd
+import pytest
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, DatasetManifest, RedactionInfo, dataset_dir, write_manifest
@@ -142,3 +144,47 @@ def import_certified_notes(ws, name: str = "notes"):
     redacted = RedactionInfo(status="redacted", mode="safe-harbor", method="mask", parent="raw")
     import_dataset(ws, frame, name, ColumnMapping(text="text", label="label"), redaction=redacted)
     return certify_redacted(ws, name)  # synthetic notes: the audit record the training gate checks
+
+
+RANK_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextlib.contextmanager
+def one_rank_world():
+    """The environment of rank 0 in a world of one, with one thread (as each rank under torchrun), for running
+    `python -m medcore.train RUN_DIR`'s main in this process; the environment, thread count and signal handlers the
+    trainer changes are restored afterwards, so the rest of the session is unaffected."""
+    import signal
+
+    import torch
+
+    from medcore.procs import free_port
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in zip(RANK_ENV, ("0", "1", "0", "127.0.0.1", str(free_port())), strict=True):
+            mp.setenv(key, value)
+        torch.set_num_threads(1)
+        try:
+            yield mp
+        finally:
+            torch.set_num_threads(threads)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+
+def train_in_process(ws, fields: dict):
+    """Validate a run spec, prepare its folder and train it to completion in this process (one_rank_world).
+
+    Returns the RunDir; fails the test with the run's status when training does not exit 0.
+    """
+    from medcore.train import load_spec, prepare_run_dir, validate_spec
+    from medcore.train.__main__ import main
+
+    spec = load_spec(fields)
+    validate_spec(spec, ws)
+    rd = prepare_run_dir(spec, ws)
+    with one_rank_world():
+        assert main([str(rd.path)]) == 0, rd.status.read_text()
+    return rd

@@ -99,6 +99,7 @@ def show_preview(manifest, config) -> None:
     count = cols[2].number_input("Rows", 1, MAX_PREVIEW_ROWS, 3, key="phi_count")
     chosen = frame.iloc[int(first) - 1 : int(first) - 1 + int(count)]
     previews = scan_rows([str(text) for text in chosen[manifest.mapping.text]], config, manifest.name)
+    services.record_preview(manifest.name, split, [int(n) for n in chosen["source_row"]])  # who saw which records
     counts = ui.merge_counts(preview.counts for preview in previews)
     st.markdown(ui.legend_html(counts), unsafe_allow_html=True)
     if not any(counts.values()):

@@ -92,6 +92,8 @@ def show_run(run_id: str) -> None:
         show(f"{info.error}" + (f"\n\nHint: {info.hint}" if info.hint else ""), icon=":material/report:")
     show_actions(run_id, info)
     show_test_eval(info.test_eval)
+    if info.state == "completed":
+        show_model_card(run_id)
     ui.render_metric_charts(services.run_metrics([run_id]), key=f"run-{run_id}")
     with st.expander("Log tail", expanded=info.state in ("failed",)):
         st.code(services.read_logs(run_id, tail=60) or "(no output yet)", language=None)
@@ -126,6 +128,18 @@ def show_test_eval(record: dict | None) -> None:
         st.caption(f"Not evaluated on a test split: {record.get('reason')}")
     elif state == "failed":
         st.warning(f"The test-split evaluation failed: {record.get('error')}", icon=":material/report:")
+
+
+def show_model_card(run_id: str) -> None:
+    """The card a clinical team reads before adopting the adapter (written when the run completed)."""
+    card = services.model_card(run_id)
+    if card is None:
+        st.caption(f"No model card yet: it is written after the run's test-split scoring (`medcore card {run_id}`).")
+        return
+    with st.expander("Model card"):
+        st.markdown(card)
+        st.download_button("Download MODEL_CARD.md", card, file_name=f"{run_id}-MODEL_CARD.md", mime="text/markdown",
+                           key=f"card-{run_id}", icon=":material/download:")  # fmt: skip
 
 
 def show_compare(run_ids: list[str]) -> None:

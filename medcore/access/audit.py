@@ -13,8 +13,8 @@ An append writes the record line (fsync), then the checkpoint when due, then the
 between leaves one signed record ahead of the head, or a torn last line: the next append or verify repairs both
 (`recover_audit_log`), so a crash never leaves a chain that fails for ever.
 
-Not caught without a copy outside this machine: restoring older signed copies of head.json and checkpoints.jsonl
-together with a log cut back to them, or deleting all three while nothing cites the deleted records (verification
+Not caught without a copy outside this machine (medcore.access.audit_sink exports one when configured): restoring
+older signed copies of head.json and checkpoints.jsonl together with a log cut back to them, or deleting all three while nothing cites the deleted records (verification
 checks the citations it is given: see medcore.phi.audit). Records hold counts, hashes, names and settings: never
 PHI, never passwords.
 """
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from medcore.access.audit_sink import export_checkpoint, sink_problems
 from medcore.access.keys import AuditKey, describe_key_source, load_audit_key
 from medcore.errors import MedcoreError
 from medcore.fileio import file_lock, write_bytes_atomic
@@ -177,7 +178,9 @@ def write_checkpoint(ws: Workspace, key: AuditKey, record: dict) -> None:
         return  # written before a crash cut the append short of its head
     previous = checkpoints[-1].get("mac", GENESIS) if checkpoints else GENESIS
     checkpoint = {"seq": record["seq"], "hash": record["hash"], "time": time.time(), "prev_mac": previous}
-    append_line(checkpoints_path(ws), canonical(sign(key, checkpoint)))
+    line = canonical(sign(key, checkpoint))
+    append_line(checkpoints_path(ws), line)
+    export_checkpoint(line)  # a copy outside the workspace, when $MEDCORE_AUDIT_SINK names one
 
 
 def write_head(ws: Workspace, key: AuditKey, record: dict) -> None:
@@ -335,7 +338,7 @@ def verify_chain(ws: Workspace, references: Iterable[tuple[str, str]] = ()) -> V
     problems = key_problems(ws, key, records, head or checkpoints)
     if key is not None and not problems:
         problems += check_records(records, key) + check_head(head, records, key)
-        problems += check_checkpoints(checkpoints, records, key)
+        problems += check_checkpoints(checkpoints, records, key) + sink_problems(checkpoints)
     logged = {r.get("hash") for r in records}
     for cited, where in references:
         if cited not in logged:

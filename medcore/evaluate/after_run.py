@@ -1,4 +1,4 @@
-"""A completed run scored on its dataset's test split: what the supervisor runs after training (spec.evaluate_after).
+"""What the supervisor runs after a run completes: its test-split scoring (spec.evaluate_after) and its model card.
 
     python -m medcore.evaluate.after_run RUN_DIR
 
@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1 or not RunDir(Path(argv[0])).spec.exists():
         print("usage: python -m medcore.evaluate.after_run RUN_DIR  (a run folder with spec.json)", file=sys.stderr)
         return 2
-    record = evaluate_run(RunDir(Path(argv[0]).resolve()))
+    rd = RunDir(Path(argv[0]).resolve())
+    if not load_spec(rd.spec).evaluate_after:  # no scoring asked for: the card still describes the run
+        write_card(rd)
+        print("model card written; no test-split scoring (evaluate_after is off)")
+        return 0
+    record = evaluate_run(rd)
     print(f"test-split evaluation: {record['state']}" + (f" ({record['eval_id']})" if "eval_id" in record else ""))
     return 0 if record["state"] != "failed" else 1
 

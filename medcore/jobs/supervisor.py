@@ -185,14 +185,19 @@ def run_supervised(rd: RunDir) -> int:
 
 
 def evaluate_after(rd: RunDir) -> None:
-    """Score a completed run on its test split (spec.evaluate_after), in a child process logging to train.log.
+    """After a run completes: its test-split scoring (when spec.evaluate_after) and its model card, in a child
+    process logging to train.log.
 
     By module name, not import: evaluation sits above jobs (it loads runs). Node 0 only: one eval per job.
     """
     spec = load_spec(rd.spec)
-    if not spec.evaluate_after or spec.node_rank != 0:
+    if spec.node_rank != 0:
         return
-    log("scoring the run on its test split (evaluate_after)")
+    log(
+        "after training: "
+        + ("scoring the run on its test split, then " if spec.evaluate_after else "")
+        + "its model card"
+    )
     with open(rd.log, "ab") as log_file:
         subprocess.run(python_module("medcore.evaluate.after_run", str(rd.path)), stdin=subprocess.DEVNULL,
                        stdout=log_file, stderr=subprocess.STDOUT, check=False)  # fmt: skip
