@@ -47,7 +47,7 @@ def test_a_node_with_a_different_spec_is_refused_naming_the_fields(workspace):
 def test_a_finished_run_is_not_joined_unless_resuming(workspace):
     rd = open_run_dir(load_spec(JOB), workspace, "shared-run")
     rd.update_status(state="completed")
-    with pytest.raises(MedcoreError, match=r"exists already \(completed\).*resume=true"):
+    with pytest.raises(MedcoreError, match=r"exists already \(completed\).*resume=[tT]rue"):
         open_run_dir(load_spec({**JOB, "node_rank": 1}), workspace, "shared-run")
     assert open_run_dir(load_spec({**JOB, "node_rank": 1, "resume": True}), workspace, "shared-run") == rd
 

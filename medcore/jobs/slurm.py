@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from medcore.errors import MedcoreError
 from medcore.jobs.diagnose import HINT_OOM, HINT_RESUME
@@ -59,9 +59,12 @@ class SlurmConfig(BaseModel):
 
     @field_validator("partition", "account", "time_limit", "mem")
     @classmethod
-    def _one_sbatch_word(cls, value: str | None) -> str | None:
+    def _one_sbatch_word(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not SBATCH_VALUE.fullmatch(value):
-            raise ValueError("use letters, digits and . , : + = @ % / _ - only (it becomes an #SBATCH line)")
+            name = info.field_name.replace("_", " ")
+            raise ValueError(
+                f"slurm {name}: use letters, digits and . , : + = @ % / _ - only (it becomes an #SBATCH line)"
+            )
         return value
 
 
