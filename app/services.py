@@ -250,6 +250,16 @@ def list_presets(kind: str) -> dict[str, str]:
     return describe_presets(kind)
 
 
+def model_limit_problems(spec) -> list[str]:
+    """Where the form asks more of the chosen model than its config.json allows (positions, vocabulary, head size):
+    the page says so, and disables Launch, before anything starts. Messages name settings as {option:...}."""
+    from medcore.train.failure import head_size_of
+    from medcore.train.validate import limit_problems
+
+    ws = workspace()
+    return limit_problems(spec, ws, head_size_of(spec, ws))
+
+
 def estimate_memory(spec):
     """The train engine's memory estimate for `spec` (cached per spec: it builds the model on the meta device)."""
     return _estimate_memory(spec.model_dump_json())
@@ -266,6 +276,9 @@ def _estimate_memory(spec_json: str):
 # ---- phi ----------------------------------------------------------------------------------------
 
 
+_WARMED = threading.Event()  # set once the warm-up has loaded the detector in this process
+
+
 def _load_detector() -> None:
     try:
         from medcore.phi.console_info import detector_config, tagger_info
@@ -273,6 +286,7 @@ def _load_detector() -> None:
 
         # The rules alone when the tagger is missing: the page then previews with them (and says so).
         detect_text("Warm-up.", detector_config("safe-harbor", None, None, tagger_info()))
+        _WARMED.set()
     except Exception as exc:  # noqa: BLE001 - the PHI page reports the real error when it loads the detector
         logging.getLogger("medcore.console").warning("PHI detector warm-up failed: %s", type(exc).__name__)
 
@@ -285,6 +299,12 @@ def _detector_warmup() -> threading.Thread:
     thread = threading.Thread(target=_load_detector, name="medcore-phi-warmup", daemon=False)
     thread.start()
     return thread
+
+
+def detector_ready() -> bool:
+    """Whether the background warm-up has loaded the PHI detector in this process (the PHI page says "Loading"
+    only while it has not: still loading, or failed, in which case the scan loads it and reports why)."""
+    return _WARMED.is_set()
 
 
 def warm_up() -> None:

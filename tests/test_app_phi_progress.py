@@ -47,6 +47,7 @@ def test_a_first_scan_names_the_detector_load_it_waits_for(notes, monkeypatch): 
         raise MedcoreError("The PHI tagger could not be loaded (test).")
 
     monkeypatch.setattr(detect, "tagger_for", broken)
+    monkeypatch.setattr(console_services(), "detector_ready", lambda: False)  # as in a fresh console process
     at = open_page("phi", timeout=TIMEOUT)
     status = preview_status(at)
     assert status.state == "error"
@@ -54,3 +55,31 @@ def test_a_first_scan_names_the_detector_load_it_waits_for(notes, monkeypatch): 
         "Loading the PHI detector (spaCy, Presidio and the PHI tagger; once per server start), then scanning 3 rows..."
     )
     assert any("could not be loaded" in e for e in texts(at, "error"))
+
+
+def console_services():
+    """The console's services module, as the page scripts import it (app/ on the path)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    app = str(Path(__file__).resolve().parents[1] / "app")
+    if app not in sys.path:
+        sys.path.insert(0, app)
+    return importlib.import_module("services")
+
+
+def test_a_first_scan_after_the_warm_up_says_scanning_not_loading(notes, monkeypatch):  # noqa: F811
+    """The warm-up finished before the first scan: the status says what happens (scanning), not a load it no longer
+    waits for. A detector that then fails leaves the status as it was: the wording a user watched."""
+    from medcore.errors import MedcoreError
+    from medcore.phi import detect
+
+    def broken(config):
+        raise MedcoreError("The PHI tagger could not be loaded (test).")
+
+    monkeypatch.setattr(detect, "tagger_for", broken)
+    monkeypatch.setattr(console_services(), "detector_ready", lambda: True)
+    at = open_page("phi", timeout=TIMEOUT)
+    status = preview_status(at)
+    assert (status.state, status.label) == ("error", "Scanning row 1 of 3 for PHI...")

@@ -127,7 +127,7 @@ def scan_rows(texts: list[str], config, dataset: str) -> list:
     parts = "spaCy, Presidio and the PHI tagger" if config.tagger else "spaCy and Presidio"
     first = (
         f"Scanning row 1 of {total} for PHI..."
-        if st.session_state.get(DETECTOR_SEEN)
+        if st.session_state.get(DETECTOR_SEEN) or services.detector_ready()
         else f"Loading the PHI detector ({parts}; once per server start), then scanning {rows}..."
     )
     started = time.monotonic()

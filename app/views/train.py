@@ -166,11 +166,14 @@ with ui.guard("Building the run spec", stop=True):
 with ui.guard("Estimating memory"):
     show_estimate(spec)
 show_other_nodes(spec)
+limits = services.model_limit_problems(spec)
+for problem in limits:  # before Launch: the run would fail a few steps in, and resuming would fail the same way
+    st.error(MedcoreError(problem).render(ui.CONSOLE_OPTIONS), icon=":material/error:")
 
 with st.expander("Run spec (spec.json)"):
     st.json(spec.model_dump(exclude_defaults=True))
 
-if st.button("Launch", type="primary", key="train_launch", icon=":material/rocket_launch:"):
+if st.button("Launch", type="primary", key="train_launch", icon=":material/rocket_launch:", disabled=bool(limits)):
     with ui.guard("The launch"), st.spinner("Validating the spec and queueing the job..."):
         run_id = services.launch_run(spec)
         st.session_state["open_run"] = run_id
