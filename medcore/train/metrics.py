@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from medcore.token_windows import IGNORE
+from medcore.train.trackers import close_trackers, forward
 
 
 class MetricsWriter:
@@ -20,9 +21,10 @@ class MetricsWriter:
     Only numbers go in: never note text, so no PHI can reach the metrics.
     """
 
-    def __init__(self, path: Path, enabled: bool):
+    def __init__(self, path: Path, enabled: bool, trackers: dict | None = None):
         self.enabled = enabled
         self._fh = open(path, "a", buffering=1) if enabled else None  # noqa: SIM115 (closed in close())
+        self.trackers = trackers if enabled and trackers else {}  # spec.report_to's (medcore.train.trackers)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self._fh:
@@ -30,11 +32,13 @@ class MetricsWriter:
         clean = {k: (round(v, 8) if isinstance(v, float) else v) for k, v in record.items() if v is not None}
         self._fh.write(json.dumps({**clean, "time": time.time()}) + "\n")
         self._fh.flush()
+        forward(self.trackers, clean)
 
     def close(self) -> None:
         if self._fh:
             self._fh.close()
             self._fh = None
+        close_trackers(self.trackers)
 
 
 def peak_mem_mb(device: torch.device) -> float:

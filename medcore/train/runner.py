@@ -27,6 +27,7 @@ from medcore.train.loop import (
     train_step,
 )
 from medcore.train.metrics import MetricsWriter, improved, peak_mem_mb
+from medcore.train.trackers import open_trackers
 
 
 def resume_from_checkpoint(job: Job) -> int:
@@ -204,7 +205,10 @@ def run_training(rd: RunDir, ctx: DistContext, resume: bool) -> int:
             file=sys.stderr,
             flush=True,
         )
-    job.metrics = MetricsWriter(rd.metrics, enabled=ctx.is_main)
+    trackers = None
+    if ctx.is_main and job.spec.report_to:  # rank 0 only, like metrics.jsonl
+        trackers = open_trackers(job.spec.report_to, rd.path, rd.run_id, job.spec.model_dump(mode="json"))
+    job.metrics = MetricsWriter(rd.metrics, enabled=ctx.is_main, trackers=trackers)
     if ctx.is_main:
         rd.update_status(
             state="running",

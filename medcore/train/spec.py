@@ -95,6 +95,12 @@ class RunSpec(BaseModel):
         "the train split (scikit-learn's 'balanced'), so a rare class counts as much as a common one. For labels "
         "that are heavily imbalanced (the Data and Train pages warn).",
     )
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Also send the metrics (numbers by step) and the run's settings to these trackers, written inside "
+        "the run folder (trackers/): TensorBoard event files, an MLflow file store, W&B offline files. Never note "
+        "text, never sent anywhere. Needs the package (`pip install medcore[trackers]`).",
+    )
     evaluate_after: bool = Field(
         True,
         description="When the run completes, score it on its dataset's test split with 95% CIs (as `medcore eval "

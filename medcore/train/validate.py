@@ -209,6 +209,7 @@ def validate_spec(spec: RunSpec, ws: Workspace) -> None:
         MedcoreError: one line listing every problem found.
     """
     from medcore.train.presets import load_zero_preset
+    from medcore.train.trackers import install_hint, missing_trackers
 
     problems: list[str] = []
     _check_numbers(spec, problems)
@@ -219,6 +220,9 @@ def validate_spec(spec: RunSpec, ws: Workspace) -> None:
         load_zero_preset(spec.zero)
     except MedcoreError as exc:
         problems.append(str(exc).rstrip("."))
+    missing = missing_trackers(spec.report_to)
+    if missing:
+        problems.append(f"report_to names {', '.join(missing)}, not installed here: {install_hint(missing)}")
     if len(problems) == 1:
         raise MedcoreError(f"Run spec problem: {problems[0]}.")
     if problems:
