@@ -159,6 +159,9 @@ def test_save_and_stop_reaches_the_ranks_through_torchrun(workspace, standin):
     rd = new_run(workspace, "stopper")
     submit_command(rd, torchrun_job(standin, rd, 200, 0.1))
     wait_state("stopper", ("running",), workspace)
+    # rank 0 says "running" as soon as it is ready; rank 1 may still be starting, without its SIGINT handler (the real
+    # trainer's ranks meet in a collective before rank 0 says it). Each rank logs its first step once it handles it.
+    wait_for(lambda: all(f"rank {r} step 0" in rd.log.read_text() for r in (0, 1)), what="both ranks stepping")
     stop_run("stopper", workspace)
     info = wait_state("stopper", FINAL_STATES, workspace)
     assert info.state == "stopped" and info.exit_code == 0  # a clean stop: the ranks, not torchrun, got SIGINT
