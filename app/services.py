@@ -253,8 +253,7 @@ def list_presets(kind: str) -> dict[str, str]:
 def model_limit_problems(spec) -> list[str]:
     """Where the form asks more of the chosen model than its config.json allows (positions, vocabulary, head size):
     the page says so, and disables Launch, before anything starts. Messages name settings as {option:...}."""
-    from medcore.train.failure import head_size_of
-    from medcore.train.validate import limit_problems
+    from medcore.train.validate import head_size_of, limit_problems
 
     ws = workspace()
     return limit_problems(spec, ws, head_size_of(spec, ws))
@@ -335,14 +334,7 @@ def detector_config(mode: str, method: str, threshold: float | None, info):
 def record_preview(dataset: str, split: str, records: list[int]) -> None:
     """One audit record when this session first shows raw records of a dataset (by row number, never their text);
     the page reruns on every widget change, so the same records shown again are not recorded again."""
-    from medcore.access.acting import record
-
-    shown = st.session_state.setdefault("_medcore_previews_recorded", set())
-    key = (dataset, split, tuple(records))
-    if key in shown:
-        return
-    record(workspace(), actor(), "phi_previewed", "ok", dataset=dataset, split=split, records=list(records))
-    shown.add(key)
+    record_once("phi_previewed", dataset=dataset, split=split, records=tuple(records))
 
 
 def preview_text(text: str, config, dataset: str | None = None):
@@ -625,13 +617,16 @@ def export_preferences(review_id: str) -> bytes:
 
 
 def record_once(kind: str, **fields: Any) -> None:
-    """One audit record per session for an export the page rebuilds on every run (a download button's data)."""
+    """One audit record per session for what a page shows or builds again on every run (a preview, a download
+    button's data), naming the signed-in user and the object by id."""
     from medcore.access.acting import record
 
-    done = st.session_state.setdefault("_medcore_exports_recorded", set())
+    done = st.session_state.setdefault("_medcore_recorded_once", set())
     key = (kind, tuple(sorted(fields.items())))
     if key not in done:
-        record(workspace(), actor(), kind, "ok", **fields)
+        record(
+            workspace(), actor(), kind, "ok", **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+        )
         done.add(key)
 
 

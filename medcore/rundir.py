@@ -38,6 +38,8 @@ TEST_EVAL = "test_eval"
 LAST_SAVE_S = "last_save_s"
 # status.json key: the content hash of the dataset the run trains on (resume refuses data that changed since).
 DATASET_HASH = "dataset_hash"
+# In the run folder when allow_unredacted let data without a proven redaction in: {"audit_hash", "seq"}.
+REDACTION_OVERRIDE = "redaction_override.json"
 
 # Inside checkpoints/checkpoint-<step>/: written by medcore.train.checkpoint, checked by medcore.jobs.resume.
 CHECKPOINT_PREFIX = "checkpoint-"

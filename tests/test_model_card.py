@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pandas as pd
 import pytest
-import torch
-from train_datasets import certify_redacted
+from train_datasets import certify_redacted, one_rank_world
 
 from medcore.cli import main as medcore_main
 from medcore.data.importer import import_dataset
@@ -18,10 +16,8 @@ from medcore.evaluate.after_run import evaluate_run
 from medcore.evaluate.model_card import CLINICAL_CAUTION, MODEL_CARD, estimate_text, render_model_card
 from medcore.evaluate.runner import evaluate_model
 from medcore.train import load_spec, prepare_run_dir, validate_spec
-from medcore.train.launch import free_port
 from medcore.workspace import get_workspace
 
-RANK_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 # Planted in every note: none of it may reach a card.
 CANARIES = ("Zebulon Quartermaine", "MRN 99887766", "Quartermaine")
 FINDINGS = ("chest pain", "new seizure", "productive cough")
@@ -44,13 +40,8 @@ def trained(tmp_path_factory):
     from medcore.train.__main__ import main
 
     root = tmp_path_factory.mktemp("card") / "workspace"
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
+    with one_rank_world() as mp:  # rank 0 of a world of one, one thread; restored afterwards
         mp.setenv("MEDCORE_HOME", str(root))
-        for key, value in zip(RANK_ENV, ("0", "1", "0", "127.0.0.1", str(free_port())), strict=True):
-            mp.setenv(key, value)  # restored afterwards: the trainer would otherwise set them for the whole session
-        torch.set_num_threads(1)
         ws = get_workspace(root)
         mapping = ColumnMapping(text="text", label="label", subgroups=["sex"])
         import_dataset(ws, canary_notes(), "notes", mapping, task="classification", split=(0.5, 0.2, 0.3))
@@ -64,14 +55,9 @@ def trained(tmp_path_factory):
         )  # fmt: skip
         validate_spec(spec, ws)
         rd = prepare_run_dir(spec, ws)
-        try:
-            assert main([str(rd.path)]) == 0, rd.status.read_text()
-            record = evaluate_run(rd)
-            base = evaluate_model("minilm", ws, "notes", "test", resamples=200)
-        finally:
-            torch.set_num_threads(threads)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        assert main([str(rd.path)]) == 0, rd.status.read_text()
+        record = evaluate_run(rd)
+        base = evaluate_model("minilm", ws, "notes", "test", resamples=200)
         assert record["state"] == "completed", record
         yield ws, rd, record["eval_id"], base["eval_id"]
 

@@ -8,17 +8,16 @@ import base64
 import json
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
-import torch
 from ipykernel.kernelspec import install
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
+from train_datasets import one_rank_world
 
 from medcore.cli import main as medcore_main
 from medcore.demo import build_demo_workspace
@@ -29,7 +28,6 @@ from medcore.evaluate.review_sources import ReviewConfig, create_review_from_eva
 from medcore.phi.datasets import read_redaction_report, redact_dataset
 from medcore.store.views import reviews_table
 from medcore.train import load_spec, prepare_run_dir, validate_spec
-from medcore.train.launch import free_port
 from medcore.workspace import get_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +37,6 @@ GUARD = Path(__file__).parent / "net_guard"
 KERNEL = "medcore-notebook-test"  # a name no user kernel has: the spec is found only in this test's folder
 CELL_TIMEOUT = 240
 PLOTLY = "application/vnd.plotly.v1+json"
-RANK_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 REDACTED = f"{NOTES_DATASET}-redacted"
 # Appended to the copy each test runs: which python the kernel is, and whether the network guard is loaded in it.
 PROBE = "import socket, sys\nprint('probe:', sys.executable, socket.socket.connect.__name__)"
@@ -102,25 +99,15 @@ def trained_workspace(tmp_path_factory):
     from medcore.train.__main__ import main as train_main
 
     root = tmp_path_factory.mktemp("trained") / "workspace"
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
+    with one_rank_world() as mp:  # rank 0 of a world of one, one thread; restored afterwards
         mp.setenv("MEDCORE_HOME", str(root))
-        for key, value in zip(RANK_ENV, ("0", "1", "0", "127.0.0.1", str(free_port())), strict=True):
-            mp.setenv(key, value)  # restored afterwards: the trainer would otherwise set them for the whole session
-        torch.set_num_threads(1)  # one thread, as each rank under torchrun: two on 2 busy cores are far slower
-        try:
-            ws = get_workspace(root)
-            build_demo_workspace(ws, seed=0, n_notes=120, n_qa=10)
-            register_demo_datasets(ws, seed=0)
-            redact_dataset(ws, NOTES_DATASET)
-            runs = [train(ws, train_main, name, lr) for name, lr in (("base", 5e-3), ("low-lr", 1e-3))]
-            out = compare_models(runs[0], [runs[1]], ws, REDACTED, resamples=200)
-            review_both(ws, *out["models"])
-        finally:
-            torch.set_num_threads(threads)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        ws = get_workspace(root)
+        build_demo_workspace(ws, seed=0, n_notes=120, n_qa=10)
+        register_demo_datasets(ws, seed=0)
+        redact_dataset(ws, NOTES_DATASET)
+        runs = [train(ws, train_main, name, lr) for name, lr in (("base", 5e-3), ("low-lr", 1e-3))]
+        out = compare_models(runs[0], [runs[1]], ws, REDACTED, resamples=200)
+        review_both(ws, *out["models"])
     return ws, runs, out["models"]
 
 

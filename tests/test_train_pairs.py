@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from train_datasets import certify_redacted
+from train_datasets import certify_redacted, one_rank_world
 
 from medcore.data.importer import import_dataset
 from medcore.data.manifest import ColumnMapping, load_split
@@ -20,14 +18,12 @@ from medcore.evaluate.runner import predict_split
 from medcore.models import PAIR_TRUNCATION, load_tokenizer
 from medcore.train import load_spec, prepare_run_dir, validate_spec
 from medcore.train.data import collate, load_units, tokenize_classification
-from medcore.train.launch import free_port
 from medcore.workspace import get_workspace
 
 MAPPING = ColumnMapping(text="question1", text_pair="question2", label="label")
 PARTS = ["chest", "knee", "back", "throat", "stomach", "ankle"]  # one word piece each in MiniLM's vocabulary
 FIRST = ["Why does my {} hurt after running?", "My {} has been sore since Monday.", "What helps a {} that aches?"]
 SECOND = ["Is {} pain a sign of infection?", "Should I see a doctor about my {}?", "Can stress cause {} trouble?"]
-RANK_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 STEPS = 30
 
 
@@ -95,13 +91,8 @@ def trained(tmp_path_factory):
     from medcore.train.__main__ import main
 
     root = tmp_path_factory.mktemp("pairs") / "workspace"
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
+    with one_rank_world() as mp:  # rank 0 of a world of one, one thread; restored afterwards
         mp.setenv("MEDCORE_HOME", str(root))
-        for key, value in zip(RANK_ENV, ("0", "1", "0", "127.0.0.1", str(free_port())), strict=True):
-            mp.setenv(key, value)  # restored afterwards: the trainer would otherwise set them for the whole session
-        torch.set_num_threads(1)  # one thread, as each rank under torchrun: two on 2 busy cores are far slower
         ws = get_workspace(root)
         import_dataset(ws, pair_frame(240, seed=0), "pairs", MAPPING, split=(0.6, 0.2, 0.2))
         certify_redacted(ws, "pairs")  # synthetic questions: the audit record the training gate checks
@@ -114,12 +105,7 @@ def trained(tmp_path_factory):
         )  # fmt: skip
         validate_spec(spec, ws)
         rd = prepare_run_dir(spec, ws)
-        try:
-            assert main([str(rd.path)]) == 0, rd.status.read_text()
-        finally:
-            torch.set_num_threads(threads)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        assert main([str(rd.path)]) == 0, rd.status.read_text()
         yield ws, rd
 
 

@@ -23,14 +23,12 @@ from medcore.evaluate.sources import weights_sha256
 from medcore.fileio import write_bytes_atomic
 from medcore.jobs.state import find_run
 from medcore.phi.verify import verify_redaction
-from medcore.rundir import RunDir, read_json
+from medcore.rundir import REDACTION_OVERRIDE, RunDir, read_json
 from medcore.train.presets import load_lora_preset
 from medcore.train.spec import RunSpec, load_spec
 from medcore.workspace import Workspace, get_workspace
 
 MODEL_CARD = "MODEL_CARD.md"  # in the run folder, next to adapter/
-# Written into the run folder by medcore.train.launch when allow_unredacted let unproven data in: {"audit_hash", "seq"}.
-OVERRIDE_RECORD = "redaction_override.json"
 # Training settings a reader needs to judge or repeat the run; the full spec is spec.json in the run folder.
 SPEC_FIELDS = (
     "model", "task", "lora", "zero", "epochs", "max_steps", "lr", "micro_batch", "grad_accum", "max_length",
@@ -115,7 +113,7 @@ def lineage_section(ws: Workspace, rd: RunDir, spec: RunSpec) -> list[str]:
         ("Audit record", info.audit_hash or "none"),
         ("Audit log check", audit_check_text(ws, spec.dataset, manifest)),
     ]
-    override = read_json(rd.path / OVERRIDE_RECORD, default=None)
+    override = read_json(rd.path / REDACTION_OVERRIDE, default=None)
     if override:
         rows.append(
             ("Override", f"trained with allow_unredacted on unproven data, audit record {override.get('audit_hash')}")

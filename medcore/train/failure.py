@@ -15,7 +15,7 @@ from pathlib import Path
 
 from medcore.errors import MedcoreError
 from medcore.train.spec import RunSpec
-from medcore.train.validate import limit_problems
+from medcore.train.validate import head_size_of, limit_problems
 from medcore.workspace import Workspace
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding medcore/
@@ -112,18 +112,6 @@ def exceeded_limits(exc: BaseException, spec_data: dict, ws: Workspace) -> list[
         return limit_problems(spec, ws, head_size_of(spec, ws))
     except Exception:  # noqa: BLE001 - explaining a failure must not raise a second one; the generic hint stands
         return []
-
-
-def head_size_of(spec: RunSpec, ws: Workspace) -> int | None:
-    """Outputs the run's head has: the dataset's classes, or its BIO tags for token classification."""
-    from medcore.data.manifest import read_manifest
-    from medcore.train.data import head_labels
-
-    try:
-        labels = [str(label) for label in read_manifest(ws, spec.dataset).label_set]
-    except MedcoreError:  # the dataset is gone since launch: the other limits can still be named
-        return None
-    return len(head_labels(spec.task, labels)) or None
 
 
 def explain_failure(exc: BaseException, spec_data: dict, ws: Workspace) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medcore.errors import MedcoreError
-from medcore.rundir import FINAL_STATES, RunDir, read_json, write_json_atomic
+from medcore.rundir import FINAL_STATES, REDACTION_OVERRIDE, RunDir, read_json, write_json_atomic
 from medcore.train.presets import load_zero_preset, resolve_ds_config
 from medcore.train.spec import RunSpec
 from medcore.train.validate import resolve_device
@@ -231,9 +231,7 @@ def _record_override(spec: RunSpec, ws: Workspace, run_id: str) -> None:
         reason="allow_unredacted",
         unverified=check.problem,
     )
-    write_json_atomic(
-        ws.runs / run_id / "redaction_override.json", {"audit_hash": record["hash"], "seq": record["seq"]}
-    )
+    write_json_atomic(ws.runs / run_id / REDACTION_OVERRIDE, {"audit_hash": record["hash"], "seq": record["seq"]})
 
 
 def prepare_run_dir(spec: RunSpec, ws: Workspace, run_id: str | None = None) -> RunDir:

@@ -71,7 +71,6 @@ def _check_device(spec: RunSpec, problems: list[str]) -> None:
 def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> int | None:
     """Columns, labels, redaction. Returns the outputs the model's head needs (classes or BIO tags; None: no head)."""
     from medcore.data.manifest import load_split, read_manifest
-    from medcore.train.data import head_labels
 
     try:
         manifest = read_manifest(ws, spec.dataset)
@@ -117,7 +116,24 @@ def _check_dataset(spec: RunSpec, ws: Workspace, problems: list[str]) -> int | N
             problems.append(check.problem)
     if all(column in manifest.columns for column in roles.values()):  # else the missing column is the problem
         _check_labels(spec, len(manifest.label_set), problems)
-    return len(head_labels(spec.task, [str(label) for label in manifest.label_set])) or None
+    return head_size(spec.task, manifest.label_set)
+
+
+def head_size(task: str, label_set: list) -> int | None:
+    """Outputs a run's head has: the dataset's classes, or its BIO tags for token classification (None: no head)."""
+    from medcore.train.data import head_labels
+
+    return len(head_labels(task, [str(label) for label in label_set])) or None
+
+
+def head_size_of(spec: RunSpec, ws: Workspace) -> int | None:
+    """head_size of the run's dataset as it is now; None when the dataset is gone (the other limits still apply)."""
+    from medcore.data.manifest import read_manifest
+
+    try:
+        return head_size(spec.task, read_manifest(ws, spec.dataset).label_set)
+    except MedcoreError:
+        return None
 
 
 def _check_model(spec: RunSpec, ws: Workspace, head_size: int | None, problems: list[str]) -> None:
