@@ -18,6 +18,7 @@ import pandas as pd
 
 from medcore.access.acting import acting
 from medcore.access.actor import Actor
+from medcore.data.encryption import key_for_raw_writes, write_parquet
 from medcore.data.import_roots import check_import_path
 from medcore.data.manifest import (
     SPLITS,
@@ -139,13 +140,18 @@ def normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
 def write_dataset_folder(
     ws: Workspace, target: Path, splits: dict[str, pd.DataFrame], manifest: DatasetManifest, overwrite: bool
 ) -> None:
-    """Write the split Parquet files and manifest into a staging folder, hash them, swap into place."""
+    """Write the split Parquet files and manifest into a staging folder, hash them, swap into place.
+
+    Raw splits are encrypted when $MEDCORE_ENCRYPT_RAW is on (medcore.data.encryption); redacted ones stay plain.
+    """
+    key = key_for_raw_writes(ws) if manifest.redaction.status == "raw" else None  # a key problem: nothing written
+    manifest.encrypted, manifest.key_id = key is not None, key.key_id if key else None
     staging = ws.datasets / ".staging" / f"{manifest.name}-{uuid.uuid4().hex[:12]}"
     try:
         staging.mkdir(parents=True)
         paths = [staging / f"{split_name}.parquet" for split_name in SPLITS]
         for split_name, path in zip(SPLITS, paths, strict=True):
-            splits[split_name].to_parquet(path, index=False)
+            write_parquet(splits[split_name], path, key)
         first = splits[SPLITS[0]]
         manifest.rows = {s: len(splits[s]) for s in SPLITS}
         manifest.columns = {c: str(t) for c, t in zip(first.columns, _arrow_types(first), strict=True)}

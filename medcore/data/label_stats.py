@@ -8,8 +8,8 @@ sensitivity instead of accuracy.
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow.parquet as pq
 
+from medcore.data.encryption import read_split_table
 from medcore.data.manifest import SPLITS, read_manifest, split_path
 from medcore.workspace import Workspace
 
@@ -28,7 +28,7 @@ def label_counts(ws: Workspace, name: str) -> pd.DataFrame:
     counts = {}
     for split in SPLITS:
         path = split_path(ws, name, split)
-        labels = pq.read_table(path, columns=[column]).column(column).to_pandas() if path.exists() else pd.Series()
+        labels = read_split_table(path, [column], ws).column(column).to_pandas() if path.exists() else pd.Series()
         counts[split] = labels.astype(str).value_counts()
     order = manifest.label_set or sorted(set().union(*(c.index for c in counts.values())))
     frame = pd.DataFrame(counts).reindex(order).fillna(0).astype(int)

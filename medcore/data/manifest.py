@@ -5,6 +5,8 @@ datasets/<name>/
   train.parquet        the splits, normalised to Parquet (every split has the same columns)
   validation.parquet
   test.parquet         (each split also holds `source_row`: the record's 1-based number in the upload)
+                       raw splits are AES-GCM encrypted files when $MEDCORE_ENCRYPT_RAW was on at import
+                       (medcore.data.encryption; manifest.encrypted, key_id); redacted splits are always plain
   redaction_report.json  redacted datasets only: each column's decision, counts, problem rows (no PHI)
 
 A dataset is written into a temp folder and renamed into place, so a bad or interrupted import
@@ -22,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medcore.data.encryption import parquet_source
 from medcore.errors import MedcoreError
 from medcore.rundir import read_json, write_json_atomic
 from medcore.workspace import Workspace
@@ -82,6 +85,10 @@ class DatasetManifest(BaseModel):
     label_set: list[str] = Field(default_factory=list)
     content_hash: str = Field("", description="sha256 over the split files, in split order.")
     redaction: RedactionInfo = Field(default_factory=RedactionInfo)
+    encrypted: bool = Field(False, description="True if the split files are encrypted at rest (raw data only).")
+    key_id: str | None = Field(
+        None, description="Fingerprint of the data key the splits are encrypted with (never the key itself)."
+    )
 
     @property
     def total_rows(self) -> int:
@@ -133,10 +140,11 @@ def split_path(ws: Workspace, name: str, split: str) -> Path:
 
 
 def load_split(ws: Workspace, name: str, split: str):
-    """One split as a pandas DataFrame (an empty split reads as zero rows, same columns)."""
+    """One split as a pandas DataFrame (an empty split reads as zero rows, same columns); an encrypted split is
+    decrypted in memory (a missing or wrong key: MedcoreError naming the dataset)."""
     import pandas as pd
 
     path = split_path(ws, name, split)
     if not path.exists():
         raise MedcoreError(f"Dataset '{name}' has no '{split}' split at {path}. Re-import the dataset.")
-    return pd.read_parquet(path)
+    return pd.read_parquet(parquet_source(path, ws))

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from medcore.data.encryption import check_dataset_key
 from medcore.data.manifest import (
     SPLITS,
     ColumnMapping,
@@ -66,6 +67,7 @@ def redact_dataset(
         MedcoreError: unknown dataset or column, output exists (without overwrite), a value the detector fails on.
     """
     source = read_manifest(ws, name)
+    check_dataset_key(ws, name, source.key_id)  # an encrypted source without its key: refused before any work
     out_name = check_dataset_name(out_name or f"{name}-redacted"[:64])
     target = dataset_dir(ws, out_name)
     if target.exists() and not overwrite:
@@ -156,6 +158,7 @@ def output_manifest(
     dropped = {d.column for d in decisions if d.action == "drop"}
     manifest = source.model_copy(deep=True)
     manifest.name, manifest.created_at = out_name, time.time()
+    manifest.encrypted, manifest.key_id = False, None  # redacted data stays plain Parquet, for notebooks and DuckDB
     manifest.content_hash = dataset_content_hash(staging)
     schema = pq.read_schema(staging / f"{SPLITS[0]}.parquet")
     manifest.columns = {f.name: str(f.type) for f in schema}

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medcore.data.encryption import parquet_source
 from medcore.errors import MedcoreError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -109,8 +110,9 @@ def read_csv(path: Path, chunk_rows: int, problems: dict[str, list[int]]) -> Ite
 def read_parquet(path: Path, chunk_rows: int, columns: list[str] | None = None) -> Iterator[Chunk]:
     import pyarrow.parquet as pq
 
+    source = parquet_source(path)  # an encrypted raw split is decrypted in memory, never to a file
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(source)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise MedcoreError(f"{path.name} is not a readable Parquet file ({type(exc).__name__}).") from None
     row = 1
@@ -130,7 +132,7 @@ def peek_columns(path: Path) -> list[str] | None:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
+        return list(pq.read_schema(parquet_source(path)).names)
     return None
 
 
@@ -246,8 +248,9 @@ def kind_type(kind: str):
 def read_parquet_schema(path: Path):
     import pyarrow.parquet as pq
 
+    source = parquet_source(path)
     try:
-        return pq.read_schema(path)
+        return pq.read_schema(source)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise MedcoreError(f"{path.name} is not a readable Parquet file ({type(exc).__name__}).") from None
 

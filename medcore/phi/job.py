@@ -70,10 +70,12 @@ def _start_redaction(
     keep, drop, not_phi: column overrides, as for redact_dataset (preview them with preview_column_decisions).
     threshold: the PHI tagger's threshold (None: the tagger's cross-validated default).
     """
+    from medcore.data.encryption import check_dataset_key
     from medcore.data.manifest import check_dataset_name, dataset_dir, read_manifest
     from medcore.phi.columns import check_overrides, with_not_phi
 
     manifest = read_manifest(ws, name)  # a missing dataset fails here, in the caller, with the list of datasets
+    check_dataset_key(ws, name, manifest.key_id)  # so does an encrypted one without its key
     overrides = {"keep": sorted(keep or []), "drop": sorted(drop or []), "not_phi": sorted(not_phi or [])}
     mapping = with_not_phi(manifest.mapping, overrides["not_phi"])
     if manifest.columns:  # the full check (with the sampled values) runs in the job
