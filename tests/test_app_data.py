@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import secrets
 
 import pandas as pd
 import pytest
 from app_helpers import open_page, texts, widget
 
-from medcore.data.manifest import read_manifest
+from medcore.data import encryption
+from medcore.data.importer import import_dataset
+from medcore.data.manifest import ColumnMapping, read_manifest
 from medcore.demo.build import NOTES_CSV, build_demo_workspace
 
 
@@ -184,6 +188,20 @@ def test_catalog_lists_existing_datasets(workspace):
     at = open_page("data")
     catalog = at.dataframe[0].value
     assert catalog.loc[0, "name"] == "small" and catalog.loc[0, "rows"] == 10
+
+
+def test_catalog_says_which_datasets_are_encrypted_at_rest(workspace, monkeypatch):
+    frame = pd.DataFrame({"text": [f"Seen on day {i}." for i in range(10)], "label": ["a", "b"] * 5})
+    mapping = ColumnMapping(text="text", label="label")
+    monkeypatch.setenv(encryption.ENCRYPT_ENV, "1")
+    monkeypatch.setenv(encryption.KEY_ENV, base64.b64encode(secrets.token_bytes(32)).decode())
+    assert import_dataset(workspace, frame, "sealed", mapping).encrypted
+    monkeypatch.setenv(encryption.ENCRYPT_ENV, "0")
+    assert not import_dataset(workspace, frame, "open", mapping).encrypted
+    at = open_page("data")
+    assert not at.exception and not at.error, texts(at, "error")
+    catalog = at.dataframe[0].value
+    assert dict(zip(catalog["name"], catalog["encrypted at rest"], strict=True)) == {"open": "no", "sealed": "yes"}
 
 
 def test_go_to_phi_opens_the_dataset_just_imported(workspace, demo_csv):

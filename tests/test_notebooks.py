@@ -8,20 +8,28 @@ import base64
 import json
 import os
 import re
+import secrets
 import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 from ipykernel.kernelspec import install
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
-from train_datasets import one_rank_world
+from train_datasets import classification_frame, one_rank_world
 
+from medcore import store
 from medcore.cli import main as medcore_main
+from medcore.data import encryption
+from medcore.data.explore import read_splits
+from medcore.data.importer import import_dataset
+from medcore.data.manifest import ColumnMapping, split_path
 from medcore.demo import build_demo_workspace
 from medcore.demo.register import NOTES_DATASET, register_demo_datasets
+from medcore.errors import MedcoreError
 from medcore.evaluate.compare import compare_models
 from medcore.evaluate.review import close_review, read_items, record_verdict
 from medcore.evaluate.review_sources import ReviewConfig, create_review_from_evals
@@ -255,3 +263,80 @@ def test_on_a_fresh_demo_workspace_says_what_is_missing(kernel, demo_workspace, 
         assert figures == []
     if name == NAMES[2]:
         assert "No reviews yet" in text
+
+
+# --- raw datasets encrypted at rest --------------------------------------------------------------------------------
+
+NOTES_MAPPING = ColumnMapping(text="note", label="specialty", patient_id="patient_id", subgroups=["sex"])
+PER_SPLIT = "SELECT split, count(*) AS records, count(DISTINCT specialty) AS labels FROM records GROUP BY split"
+
+
+def notes_frame() -> pd.DataFrame:
+    frame = classification_frame(40, seed=0).drop(columns="source_row")
+    frame["sex"] = ["F", "M", None, "F"] * 10
+    frame["patient_id"] = [f"p{i // 2}" for i in range(40)]
+    return frame
+
+
+@pytest.fixture
+def encrypting(workspace, monkeypatch):
+    """Raw imports encrypted at rest under a data key given in the environment (the notebook's kernel inherits it)."""
+    monkeypatch.setenv(encryption.ENCRYPT_ENV, "1")
+    monkeypatch.setenv(encryption.KEY_ENV, base64.b64encode(secrets.token_bytes(32)).decode())
+    return workspace
+
+
+def explore_notes(ws) -> dict:
+    """What the notebook's SQL sees of dataset 'notes' in `ws`, through `read_splits` as the notebook calls it."""
+    con = store.connect(ws)
+    records = read_splits(con, ws, "notes")
+    records.create_view("records")  # the notebook's queries all run over this view
+    return {
+        "columns": records.columns,
+        "types": records.types,
+        "per_split": con.sql(f"{PER_SPLIT} ORDER BY split").df(),
+        "rows": records.order("split, source_row").df(),
+        "temp_directory": con.sql("SELECT current_setting('temp_directory')").fetchall()[0][0],
+    }
+
+
+def test_read_splits_decrypts_in_memory_what_a_plain_import_reads_from_parquet(encrypting, tmp_path, monkeypatch):
+    manifest = import_dataset(encrypting, notes_frame(), "notes", NOTES_MAPPING)
+    assert manifest.encrypted and split_path(encrypting, "notes", "train").read_bytes().startswith(encryption.MAGIC)
+    monkeypatch.setenv(encryption.ENCRYPT_ENV, "0")
+    plain_ws = get_workspace(tmp_path / "plain")
+    assert not import_dataset(plain_ws, notes_frame(), "notes", NOTES_MAPPING).encrypted
+
+    encrypted, plain = explore_notes(encrypting), explore_notes(plain_ws)
+    assert encrypted["columns"][0] == "split" and {"note", "specialty", "sex", "source_row"} < set(
+        encrypted["columns"]
+    )
+    assert (encrypted["columns"], encrypted["types"]) == (plain["columns"], plain["types"])
+    per_split = encrypted["per_split"]
+    assert dict(zip(per_split.split, per_split.records, strict=True)) == manifest.rows
+    pd.testing.assert_frame_equal(per_split, plain["per_split"])
+    pd.testing.assert_frame_equal(encrypted["rows"], plain["rows"])
+    assert encrypted["temp_directory"] == ""  # decrypted text never spills to a temp file
+    assert plain["temp_directory"] != ""  # plain Parquet keeps DuckDB's default
+
+
+def test_read_splits_of_an_encrypted_dataset_with_the_wrong_key_names_the_dataset(encrypting, monkeypatch):
+    import_dataset(encrypting, notes_frame(), "notes", NOTES_MAPPING)
+    monkeypatch.setenv(encryption.KEY_ENV, base64.b64encode(secrets.token_bytes(32)).decode())
+    with pytest.raises(MedcoreError, match=r"Dataset 'notes' \(train split\) is encrypted at rest with key id"):
+        read_splits(store.connect(encrypting), encrypting, "notes")
+
+
+@pytest.mark.slow
+def test_explore_data_reads_an_encrypted_raw_dataset_without_showing_its_text(kernel, encrypting, tmp_path):
+    frame = notes_frame()
+    manifest = import_dataset(encrypting, frame, "notes", NOTES_MAPPING)
+    text, figures = run_notebook("01_explore_data.ipynb", encrypting, tmp_path)
+    assert "exploring 'notes': classification, raw, encrypted at rest, text column 'note'" in text
+    for split, rows in manifest.rows.items():
+        assert re.search(rf"^\d+ +{split} +{rows}$", text, re.M), text  # the records-per-split table
+    words = titled(figures, "words per note")["data"]
+    assert sum(len(values(trace["x"])) for trace in words) == manifest.total_rows
+    titled(figures, "label share per split"), titled(figures, ": sex")
+    assert "Text not shown: 'notes' is raw." in text
+    assert not [note for note in frame.note if note in text]

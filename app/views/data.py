@@ -117,6 +117,7 @@ def show_catalog() -> None:
             **{split: m.rows.get(split, 0) for split in ("train", "validation", "test")},
             "labels": len(m.label_set),
             "redaction": m.redaction.status + (" (override)" if m.redaction.override else ""),
+            "encrypted at rest": "yes" if m.encrypted else "no",
             "redacted from": m.redaction.parent or "",
             "source": m.source_file or "",
         }
