@@ -1,6 +1,11 @@
 """Patient-grouped cross-validation of MedCore's PHI detection on real development notes (PhysioNet deid).
 
     .venv/bin/python bench/phi_cv.py [--folds 5] [--epochs 3] [--record]
+        [--dev-repeat N] [--encoder-layers N] [--max-length N] [--taggers-dir DIR]
+
+The last four try a tagger variant under the same folds: the real notes weighed N times, an encoder cut to its
+first N layers (faster, see medcore.phi.tagger.shallow_encoder), other windows; --taggers-dir keeps the fold
+taggers so that a rerun reuses them.
 
 For each fold, a tagger is trained with `medcore phi train-tagger`'s own code on the generated notes, the
 synthetic sentences and the other folds' patients, then the held-out patients' notes are detected with rules +
@@ -26,7 +31,7 @@ from medcore.phi.config import DEFAULT_TAGGER, RedactionConfig, load_allowlist
 from medcore.phi.detect import detect_rules
 from medcore.phi.ensemble import combine_spans
 from medcore.phi.scoring import PhiScore
-from medcore.phi.tagger import load_tagger, tagger_record
+from medcore.phi.tagger import ENCODER_LAYERS, load_tagger, tagger_record
 from medcore.phi.tagger_corpus import NOT_SAFE_HARBOR, PHYSIONET_CATEGORY, physionet_patients
 from medcore.train.phi_tagger import TaggerTrainConfig, record_cross_validation, train_tagger
 
@@ -125,6 +130,9 @@ def run_cv(args) -> dict:
                     epochs=args.epochs,
                     seed=args.seed,
                     nproc=args.nproc,
+                    encoder_layers=args.encoder_layers,
+                    dev_repeat=args.dev_repeat,
+                    max_length=args.max_length,
                 ),
                 log=lambda m: print(m, file=sys.stderr),
             )
@@ -160,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register-notes", type=int, default=TaggerTrainConfig.model_fields["register_notes"].default)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nproc", type=int, default=2, help="Training ranks per fold (the machine has 2 cores).")
+    parser.add_argument("--encoder-layers", type=int, default=ENCODER_LAYERS, help="Encoder layers the taggers keep.")
+    parser.add_argument("--dev-repeat", type=int, default=1, help="Copies of each development note in training.")
+    parser.add_argument("--max-length", type=int, default=TaggerTrainConfig.model_fields["max_length"].default)
     parser.add_argument("--taggers-dir", type=Path, help="Keep (and reuse) each fold's tagger here.")
     parser.add_argument("--record", action="store_true", help="Write the chosen threshold into the shipped tagger.")
     args = parser.parse_args(argv)

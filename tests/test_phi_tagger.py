@@ -126,3 +126,55 @@ def test_the_inference_dtype_follows_the_cpu_unless_asked(monkeypatch):
     monkeypatch.setenv(DTYPE_ENV, "int4")
     with pytest.raises(MedcoreError, match="auto, float32 or bfloat16"):
         inference_dtype()
+
+
+def test_a_shallow_encoder_is_the_packaged_encoders_first_layers(tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    from medcore.models import minilm_path
+    from medcore.phi.tagger import shallow_encoder
+
+    folder = shallow_encoder(tmp_path / "minilm-2", 2)
+    shallow, full = AutoModel.from_pretrained(folder), AutoModel.from_pretrained(minilm_path())
+    assert shallow.config.num_hidden_layers == 2 and len(shallow.encoder.layer) == 2
+    for kept, original in zip(shallow.encoder.layer, full.encoder.layer[:2], strict=True):
+        for (name, a), (_, b) in zip(kept.state_dict().items(), original.state_dict().items(), strict=True):
+            assert torch.equal(a, b), name
+    assert (folder / "tokenizer.json").exists() or (folder / "vocab.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_tagger_loads_at_the_depth_its_record_gives(small_tagger, tmp_path):
+    import json
+    import shutil
+
+    folder, _, _ = small_tagger
+    shallow = tmp_path / "tagger"
+    shutil.copytree(folder, shallow)
+    record = json.loads((shallow / TAGGER_RECORD).read_text())
+    record["config"]["encoder_layers"] = 3
+    (shallow / TAGGER_RECORD).write_text(json.dumps(record))
+    load_tagger.cache_clear()
+    assert len(load_tagger(shallow).model.base_model.encoder.layer) == 3
+    assert len(load_tagger(folder).model.base_model.encoder.layer) == 6
+
+
+def test_development_notes_can_weigh_more_than_generated_ones(tmp_path):
+    import json
+
+    from medcore.train.phi_tagger import build_corpus
+
+    notes = tmp_path / "dev.jsonl"
+    rows = [
+        {"id": i, "patient": p, "text": "Seen by Dr. Hale.", "spans": [{"start": 12, "end": 16, "type": "HCPName"}]}
+        for i, p in enumerate(["1", "1", "2"])
+    ]
+    notes.write_text("\n".join(json.dumps(r) for r in rows))
+    records, sources = build_corpus(
+        TaggerTrainConfig(dev_notes=notes, register_notes=0, dev_repeat=3, exclude_patients=["2"])
+    )
+    assert len(records) == 6 and all(r["patient"] == "physionet-1" for r in records)
+    assert sources[0]["notes"] == 2 and sources[0]["copies"] == 3
+    records[0]["spans"].append({"start": 0, "end": 4, "type": "NAME"})
+    assert len(records[1]["spans"]) == 1  # copies are separate records

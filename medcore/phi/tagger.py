@@ -36,6 +36,7 @@ from medcore.token_windows import (
 
 TAGGER_RECORD = "tagger.json"  # how the tagger was trained: data, seed, metrics, revision, chosen threshold
 DTYPE_ENV = "MEDCORE_TAGGER_DTYPE"
+ENCODER_LAYERS = 6  # the packaged MiniLM's depth; a tagger may keep fewer (tagger.json: config.encoder_layers)
 WINDOWS_PER_BATCH = 16  # windows per forward pass: larger batches barely help on CPU and cost memory
 
 
@@ -161,13 +162,39 @@ def load_tagger(folder: Path = DEFAULT_TAGGER) -> PhiTagger:
 
     tags = read_tag_file(folder)
     id2label = dict(enumerate(tags.tags))
+    layers = encoder_layers(folder)
     with quiet_transformers():  # its load report lists the new head as "missing": expected, the adapter holds it
         base = AutoModelForTokenClassification.from_pretrained(
-            minilm_path(), num_labels=len(tags.tags), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+            minilm_path(),
+            num_labels=len(tags.tags),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            num_hidden_layers=layers,  # the first `layers` layers, as the tagger was trained (shallow_encoder)
         )
         model = PeftModel.from_pretrained(base, folder).merge_and_unload()
     model.eval().to(inference_dtype())
     return PhiTagger(model, load_tokenizer("minilm"), tags, folder, threading.Lock())
+
+
+def encoder_layers(folder: Path) -> int:
+    """How many of the encoder's layers the tagger in `folder` was trained on (all six unless its record says)."""
+    return int(tagger_record(folder).get("config", {}).get("encoder_layers") or ENCODER_LAYERS)
+
+
+def shallow_encoder(target: Path, layers: int) -> Path:
+    """A model folder holding the packaged encoder's first `layers` layers, to train a faster tagger on.
+
+    The same cut is made at load (`num_hidden_layers`), so a shipped tagger stays an adapter, not a model copy.
+    """
+    from transformers import AutoModel
+
+    from medcore.models import load_tokenizer, minilm_path
+
+    with quiet_transformers():  # the dropped layers' weights are reported as unused: that is the point
+        model = AutoModel.from_pretrained(minilm_path(), num_hidden_layers=layers)
+    model.save_pretrained(target)
+    load_tokenizer("minilm").save_pretrained(target)
+    return target
 
 
 def inference_dtype():

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medcore.errors import MedcoreError
 from medcore.fileio import sha256_files
 from medcore.phi.config import CONFIG_DIR, DEFAULT_TAGGER
-from medcore.phi.tagger import TAGGER_RECORD, tagger_record
+from medcore.phi.tagger import ENCODER_LAYERS, TAGGER_RECORD, tagger_record
 from medcore.phi.tagger_corpus import (
     TAGGER_TYPES,
     read_physionet,
@@ -70,6 +70,18 @@ class TaggerTrainConfig(BaseModel):
         None,
         description="Override the shipped preset's LoRA targets (auto: query/key/value; learns faster on tiny data).",
     )
+    dev_repeat: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Copies of each development note in the corpus: more weighs real notes over generated ones.",
+    )
+    encoder_layers: int = Field(
+        ENCODER_LAYERS,
+        ge=1,
+        le=ENCODER_LAYERS,
+        description="Keep the packaged encoder's first N layers: fewer tag faster (the cost is the encoder's layers).",
+    )
 
 
 def build_corpus(config: TaggerTrainConfig) -> tuple[list[dict], list[dict]]:
@@ -84,7 +96,7 @@ def build_corpus(config: TaggerTrainConfig) -> tuple[list[dict], list[dict]]:
             continue
         path = Path(path)
         part = reader(path, not config.synth_all) if reader else read_physionet(path, config.exclude_patients)
-        records += part
+        records += part if reader else [dict(r) for r in part for _ in range(config.dev_repeat)]
         sources.append(
             {
                 "source": part[0]["source"] if part else path.stem,
@@ -92,7 +104,7 @@ def build_corpus(config: TaggerTrainConfig) -> tuple[list[dict], list[dict]]:
                 "sha256": sha256_files([path]),
                 "notes": len(part),
                 "excluded_patients": len(config.exclude_patients) if reader is None else 0,
-                **({"part": SYNTH_PARTS[config.synth_all]} if reader else {}),
+                **({"part": SYNTH_PARTS[config.synth_all]} if reader else {"copies": config.dev_repeat}),
             }
         )
     for record in records:
@@ -135,10 +147,19 @@ def lora_preset(config: TaggerTrainConfig, scratch: Path) -> Path:
     return path
 
 
-def run_spec(config: TaggerTrainConfig, dataset: str, lora: Path = TAGGER_LORA) -> dict:
+def base_model(config: TaggerTrainConfig, scratch: Path) -> str:
+    """ "minilm", or a folder in the scratch workspace holding its first `encoder_layers` layers."""
+    if config.encoder_layers == ENCODER_LAYERS:
+        return "minilm"
+    from medcore.phi.tagger import shallow_encoder
+
+    return str(shallow_encoder(scratch / f"minilm-{config.encoder_layers}-layers", config.encoder_layers))
+
+
+def run_spec(config: TaggerTrainConfig, dataset: str, lora: Path = TAGGER_LORA, model: str = "minilm") -> dict:
     return {
         "name": "phi-tagger",
-        "model": "minilm",
+        "model": model,
         "task": "token-classification",
         "dataset": dataset,
         "lora": str(lora),
@@ -171,7 +192,7 @@ def train_tagger(config: TaggerTrainConfig, log=print) -> dict:
         if not any(r["spans"] for r in records):
             raise MedcoreError("The tagger corpus holds no PHI spans: give --dev-notes/--synth or generated notes.")
         dataset = import_corpus(ws, records, config.seed)
-        spec = load_spec(run_spec(config, dataset, lora_preset(config, scratch)))
+        spec = load_spec(run_spec(config, dataset, lora_preset(config, scratch), base_model(config, scratch)))
         validate_spec(spec, ws)
         rd = prepare_run_dir(spec, ws)
         log(f"training the PHI tagger on {len(records)} notes in {rd.path}")
@@ -260,6 +281,10 @@ def parse_args(argv: list[str] | None = None) -> TaggerTrainConfig:
     parser.add_argument("--epochs", type=float, default=fields["epochs"].default)
     parser.add_argument("--seed", type=int, default=fields["seed"].default)
     parser.add_argument("--nproc", type=int, default=fields["nproc"].default)
+    parser.add_argument("--dev-repeat", type=int, default=1, help=fields["dev_repeat"].description)
+    parser.add_argument(
+        "--encoder-layers", type=int, default=ENCODER_LAYERS, help=fields["encoder_layers"].description
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help=fields["work_dir"].description)
     args = parser.parse_args(argv)
     return TaggerTrainConfig(**{k: v for k, v in vars(args).items()})
