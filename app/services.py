@@ -287,6 +287,8 @@ def _load_detector() -> None:
         detect_text("Warm-up.", detector_config("safe-harbor", None, None, tagger_info()))
         _WARMED.set()
     except Exception as exc:  # noqa: BLE001 - the PHI page reports the real error when it loads the detector
+        if not threading.main_thread().is_alive():
+            return  # the process is exiting mid-load (transformers can no longer start its loader threads)
         logging.getLogger("medcore.console").warning("PHI detector warm-up failed: %s", type(exc).__name__)
 
 
