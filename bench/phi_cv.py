@@ -4,7 +4,7 @@
         [--dev-repeat N] [--encoder-layers N] [--max-length N] [--taggers-dir DIR]
 
 The last four try a tagger variant under the same folds: the real notes weighed N times, an encoder cut to its
-first N layers (faster, see medcore.phi.tagger.shallow_encoder), other windows; --taggers-dir keeps the fold
+first N layers (faster, see medcore.train.phi_tagger.shallow_encoder), other windows; --taggers-dir keeps the fold
 taggers so that a rerun reuses them.
 
 For each fold, a tagger is trained with `medcore phi train-tagger`'s own code on the generated notes, the

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import medcore.access.audit as chain
-from medcore.access.keys import KEY_ENV, KEY_FILE_ENV, key_file_path
+from medcore.access.keys import AUDIT_SECRET, KEY_ENV, KEY_FILE_ENV
 from medcore.cli import main
 from medcore.errors import MedcoreError
 from medcore.phi.audit import (
@@ -142,7 +142,7 @@ def cite(ws, dataset_record: dict, run_record: dict) -> None:
 
 def test_records_are_signed_with_a_private_key_outside_the_workspace(workspace, audit_key_dir):
     records = fill(workspace, 2)
-    path = key_file_path()
+    path = AUDIT_SECRET.path()
     assert path.parent == audit_key_dir and not path.resolve().is_relative_to(workspace.root)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert all(len(r["mac"]) == 64 and r["key_id"] == records[0]["key_id"] for r in records)
@@ -248,12 +248,12 @@ def test_a_wrong_key_fails_verification_and_appends_nothing(workspace, monkeypat
 
 def test_a_missing_key_fails_verification_and_is_not_silently_replaced(workspace, capsys):
     fill(workspace, 2)
-    key_file_path().unlink()
+    AUDIT_SECRET.path().unlink()
     result = verify_audit_log(workspace)
     assert not result.ok and result.problems[0].startswith("no audit key:")
     with pytest.raises(MedcoreError, match="audit key is missing"):
         append_audit_record(workspace, "redaction", input="x")
-    assert not key_file_path().exists()
+    assert not AUDIT_SECRET.path().exists()
     assert main(["audit", "verify"]) == 1
     assert "no audit key" in capsys.readouterr().out
 
@@ -263,7 +263,7 @@ def test_a_key_from_the_environment_is_used_and_bad_keys_are_refused(workspace, 
 
     monkeypatch.setenv(KEY_ENV, "cd" * 32)
     record = append_audit_record(workspace, "redaction", input="x")
-    assert record["key_id"] == AuditKey(bytes.fromhex("cd" * 32), KEY_ENV).key_id and not key_file_path().exists()
+    assert record["key_id"] == AuditKey(bytes.fromhex("cd" * 32), KEY_ENV).key_id and not AUDIT_SECRET.path().exists()
     assert verify_audit_log(workspace).ok
     monkeypatch.setenv(KEY_ENV, "not-a-key")
     with pytest.raises(MedcoreError, match="at least 64 hex characters"):
@@ -272,7 +272,7 @@ def test_a_key_from_the_environment_is_used_and_bad_keys_are_refused(workspace, 
 
 def test_a_key_file_others_can_read_or_inside_the_workspace_is_refused(workspace, monkeypatch):
     fill(workspace, 1)
-    key_file_path().chmod(0o644)
+    AUDIT_SECRET.path().chmod(0o644)
     with pytest.raises(MedcoreError, match="chmod 600"):
         append_audit_record(workspace, "redaction", input="x")
     assert "chmod 600" in verify_audit_log(workspace).problems[0]

@@ -133,7 +133,7 @@ def test_a_shallow_encoder_is_the_packaged_encoders_first_layers(tmp_path):
     from transformers import AutoModel
 
     from medcore.models import minilm_path
-    from medcore.phi.tagger import shallow_encoder
+    from medcore.train.phi_tagger import shallow_encoder
 
     folder = shallow_encoder(tmp_path / "minilm-2", 2)
     shallow, full = AutoModel.from_pretrained(folder), AutoModel.from_pretrained(minilm_path())

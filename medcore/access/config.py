@@ -1,4 +1,4 @@
-"""Where MedCore keeps its secrets (the audit key, the users file): a private config folder outside the workspace.
+"""Where MedCore keeps its secrets (the audit key, the data key, the users file): a private config folder outside the workspace.
 
 The workspace is written by every job and notebook and often sits on shared storage; a secret kept there could be
 read or replaced by anyone who can write a dataset. So secrets live in `$MEDCORE_CONFIG_DIR`, else
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from medcore.errors import MedcoreError
@@ -69,3 +71,39 @@ def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where one secret comes from: an environment variable, else a 0600 file outside the workspace (default
+    `<config dir>/<file_name>`, or `$<file_env>`), created on first use. The audit key and the data key use it."""
+
+    what: str  # "audit key", "data key": named in messages
+    env: str
+    file_env: str
+    file_name: str
+
+    def path(self) -> Path:
+        return Path(os.environ.get(self.file_env) or config_dir() / self.file_name).expanduser()
+
+    def describe(self) -> str:
+        """Where the secret is read from now, for messages (never the secret)."""
+        return self.env if os.environ.get(self.env) else f"key file {self.path()}"
+
+    def read(self, ws: Workspace | None, *, create: bool, new: Callable[[], bytes]) -> tuple[str, str] | None:
+        """(text, source) of the secret; None when there is none yet and `create` is False (else `new()` is written).
+
+        `ws` (when known) is the workspace the file must lie outside of.
+        Raises MedcoreError for a file that others can read or one inside the workspace.
+        """
+        if os.environ.get(self.env):
+            return os.environ[self.env], self.env
+        path = self.path()
+        if ws is not None:
+            check_outside_workspace(ws, path, f"{self.what} file", self.file_env)
+        if not path.exists():
+            if not create:
+                return None
+            write_private(path, new(), exclusive=True)
+        check_private(path, f"{self.what} file")
+        return path.read_text(), f"key file {path}"

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from medcore.access.config import check_outside_workspace, check_private, config_dir, write_private
+from medcore.access.config import SecretSource
 from medcore.errors import MedcoreError
 from medcore.workspace import Workspace
 
@@ -44,12 +42,11 @@ class AuditKey:
         return isinstance(mac, str) and hmac.compare_digest(self.sign(data), mac)
 
 
-def key_file_path() -> Path:
-    return Path(os.environ.get(KEY_FILE_ENV) or config_dir() / "audit.key").expanduser()
+AUDIT_SECRET = SecretSource("audit key", KEY_ENV, KEY_FILE_ENV, "audit.key")
 
 
 def describe_key_source() -> str:
-    return KEY_ENV if os.environ.get(KEY_ENV) else f"key file {key_file_path()}"
+    return AUDIT_SECRET.describe()
 
 
 def load_audit_key(ws: Workspace, *, create: bool) -> AuditKey | None:
@@ -57,16 +54,11 @@ def load_audit_key(ws: Workspace, *, create: bool) -> AuditKey | None:
 
     Raises MedcoreError for a malformed key, a key file that others can read or one inside the workspace.
     """
-    if os.environ.get(KEY_ENV):
-        return AuditKey(parse_key(os.environ[KEY_ENV].strip(), KEY_ENV), KEY_ENV)
-    path = key_file_path()
-    check_outside_workspace(ws, path, "audit key file", KEY_FILE_ENV)
-    if not path.exists():
-        if not create:
-            return None
-        write_private(path, secrets.token_hex(KEY_BYTES).encode() + b"\n", exclusive=True)
-    check_private(path, "audit key file")
-    return AuditKey(parse_key(path.read_text().strip(), f"key file {path}"), f"key file {path}")
+    found = AUDIT_SECRET.read(ws, create=create, new=lambda: secrets.token_hex(KEY_BYTES).encode() + b"\n")
+    if found is None:
+        return None
+    text, source = found
+    return AuditKey(parse_key(text.strip(), source), source)
 
 
 def parse_key(text: str, source: str) -> bytes:

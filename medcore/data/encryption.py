@@ -24,7 +24,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medcore.access.config import check_outside_workspace, check_private, config_dir, write_private
+from medcore.access.config import SecretSource, config_dir
 from medcore.errors import MedcoreError
 from medcore.fileio import write_bytes_atomic
 from medcore.workspace import Workspace
@@ -66,12 +66,7 @@ def encryption_enabled() -> bool:
     return value in TRUE_WORDS
 
 
-def key_file_path() -> Path:
-    return Path(os.environ.get(KEY_FILE_ENV) or config_dir() / "data.key").expanduser()
-
-
-def describe_key_source() -> str:
-    return KEY_ENV if os.environ.get(KEY_ENV) else f"key file {key_file_path()}"
+DATA_SECRET = SecretSource("data key", KEY_ENV, KEY_FILE_ENV, "data.key")
 
 
 def load_data_key(ws: Workspace | None, *, create: bool) -> DataKey | None:
@@ -80,17 +75,11 @@ def load_data_key(ws: Workspace | None, *, create: bool) -> DataKey | None:
     `ws` (when known) is the workspace the key file must lie outside of.
     Raises MedcoreError for a malformed key, a key file that others can read or one inside the workspace.
     """
-    if os.environ.get(KEY_ENV):
-        return DataKey(parse_key(os.environ[KEY_ENV], KEY_ENV), KEY_ENV)
-    path = key_file_path()
-    if ws is not None:
-        check_outside_workspace(ws, path, "data key file", KEY_FILE_ENV)
-    if not path.exists():
-        if not create:
-            return None
-        write_private(path, base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n", exclusive=True)
-    check_private(path, "data key file")
-    return DataKey(parse_key(path.read_text(), f"key file {path}"), f"key file {path}")
+    found = DATA_SECRET.read(ws, create=create, new=lambda: base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n")
+    if found is None:
+        return None
+    text, source = found
+    return DataKey(parse_key(text, source), source)
 
 
 def parse_key(text: str, source: str) -> bytes:
@@ -164,7 +153,7 @@ def check_key(key: DataKey | None, key_id: str, what: str) -> None:
     """Refuse, naming the dataset and how to give the key, when there is no key or it is not the one used."""
     how = (
         f"set {KEY_ENV} (base64 of {KEY_BYTES} bytes) or {KEY_FILE_ENV} (a 0600 key file outside the workspace; "
-        f"default {config_dir() / 'data.key'}) to the key it was written with"
+        f"default {config_dir() / DATA_SECRET.file_name}) to the key it was written with"
     )
     if key is None:
         raise MedcoreError(f"{what} is encrypted at rest (key id {key_id}) and no data key is set: {how}.")

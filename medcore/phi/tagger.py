@@ -169,7 +169,7 @@ def load_tagger(folder: Path = DEFAULT_TAGGER) -> PhiTagger:
             num_labels=len(tags.tags),
             id2label=id2label,
             label2id={v: k for k, v in id2label.items()},
-            num_hidden_layers=layers,  # the first `layers` layers, as the tagger was trained (shallow_encoder)
+            num_hidden_layers=layers,  # the first `layers` layers, as the tagger was trained
         )
         model = PeftModel.from_pretrained(base, folder).merge_and_unload()
     model.eval().to(inference_dtype())
@@ -179,22 +179,6 @@ def load_tagger(folder: Path = DEFAULT_TAGGER) -> PhiTagger:
 def encoder_layers(folder: Path) -> int:
     """How many of the encoder's layers the tagger in `folder` was trained on (all six unless its record says)."""
     return int(tagger_record(folder).get("config", {}).get("encoder_layers") or ENCODER_LAYERS)
-
-
-def shallow_encoder(target: Path, layers: int) -> Path:
-    """A model folder holding the packaged encoder's first `layers` layers, to train a faster tagger on.
-
-    The same cut is made at load (`num_hidden_layers`), so a shipped tagger stays an adapter, not a model copy.
-    """
-    from transformers import AutoModel
-
-    from medcore.models import load_tokenizer, minilm_path
-
-    with quiet_transformers():  # the dropped layers' weights are reported as unused: that is the point
-        model = AutoModel.from_pretrained(minilm_path(), num_hidden_layers=layers)
-    model.save_pretrained(target)
-    load_tokenizer("minilm").save_pretrained(target)
-    return target
 
 
 def inference_dtype():

@@ -148,12 +148,27 @@ def lora_preset(config: TaggerTrainConfig, scratch: Path) -> Path:
 
 
 def base_model(config: TaggerTrainConfig, scratch: Path) -> str:
-    """ "minilm", or a folder in the scratch workspace holding its first `encoder_layers` layers."""
+    """The model the tagger trains on: "minilm", or a scratch folder holding its first `encoder_layers` layers."""
     if config.encoder_layers == ENCODER_LAYERS:
         return "minilm"
-    from medcore.phi.tagger import shallow_encoder
-
     return str(shallow_encoder(scratch / f"minilm-{config.encoder_layers}-layers", config.encoder_layers))
+
+
+def shallow_encoder(target: Path, layers: int) -> Path:
+    """A model folder holding the packaged encoder's first `layers` layers, to train a faster tagger on.
+
+    The same cut is made at load (`num_hidden_layers`), so a shipped tagger stays an adapter, not a model copy.
+    """
+    from transformers import AutoModel
+
+    from medcore.models import load_tokenizer, minilm_path
+    from medcore.phi.tagger import quiet_transformers
+
+    with quiet_transformers():  # the dropped layers' weights are reported as unused: that is the point
+        model = AutoModel.from_pretrained(minilm_path(), num_hidden_layers=layers)
+    model.save_pretrained(target)
+    load_tokenizer("minilm").save_pretrained(target)
+    return target
 
 
 def run_spec(config: TaggerTrainConfig, dataset: str, lora: Path = TAGGER_LORA, model: str = "minilm") -> dict:

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")
-MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # what must import
 PIP_NAMES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny", "wandb": "wandb"}
 TRACKER_DIR = "trackers"  # in the run folder
 PARAMS = ("model", "task", "dataset", "lora", "zero", "lr", "epochs", "max_steps", "micro_batch", "grad_accum",
@@ -32,8 +30,8 @@ class Tracker(Protocol):
 
 
 def missing_trackers(names: list[str]) -> list[str]:
-    """The trackers among `names` whose package is not installed."""
-    return [name for name in names if importlib.util.find_spec(MODULES[name]) is None]
+    """The trackers among `names` whose package (importable by the tracker's own name) is not installed."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
 
 
 def install_hint(names: list[str]) -> str:
