@@ -1,6 +1,6 @@
 """PHI detection benchmark: MedCore vs Presidio's default AnalyzerEngine (same spaCy pipeline), same run.
 
-    .venv/bin/python bench/phi_bench.py [--notes 300] [--workers 2]
+    .venv/bin/python bench/phi_bench.py [--notes 300] [--workers 2] [--tagger medcore/phi/resources/fast-tagger]
 
 Scores token-level binary recall/precision (a token is a run of letters/digits), per-category recall,
 strict entity F1 and throughput (chars/s, wall clock incl. worker start-up) on:
@@ -93,8 +93,11 @@ def load_physionet() -> list[tuple[str, list, list]] | None:
     return [(note["text"], *gold_of(note)) for note in read_notes(PHYSIONET)]
 
 
+MEDCORE: dict = {"config": RedactionConfig()}  # --tagger replaces it before the workers fork
+
+
 def chunk_detect(texts: list[str]) -> list[list[tuple[int, int, str]]]:
-    return [[(s.start, s.end, s.type) for s in spans] for spans in detect_texts(texts, RedactionConfig())]
+    return [[(s.start, s.end, s.type) for s in spans] for spans in detect_texts(texts, MEDCORE["config"])]
 
 
 def in_workers(function, texts: list[str], workers: int) -> list:
@@ -108,7 +111,7 @@ def in_workers(function, texts: list[str], workers: int) -> list:
 
 
 def run_medcore(texts: list[str], workers: int) -> tuple[list, float]:
-    config = RedactionConfig()
+    config = MEDCORE["config"]
     get_analyzer(config.lexicon, config.spacy_ner)  # loaded before timing, as a service or the console has them
     tagger_for(config)
     started = time.perf_counter()
@@ -188,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=300, help="Demo notes to score (seeds 1000+).")
     parser.add_argument("--workers", type=int, default=2, help="MedCore worker processes (the machine has 2 cores).")
+    parser.add_argument("--tagger", type=Path, help="Tagger folder (default: the shipped encoder tagger).")
     args = parser.parse_args(argv)
+    if args.tagger:
+        MEDCORE["config"] = RedactionConfig(tagger=args.tagger)
     results = {"demo_notes": bench_corpus(load_demo(args.notes), args.workers)}
     synth = load_synth()
     if synth is not None:
@@ -199,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if physionet is not None:
         figures = bench_corpus(physionet, args.workers)
         trained_on = figures.pop("medcore")  # the shipped tagger learned from these notes: not a fair score
-        cv = tagger_record().get("cross_validation", {})
+        cv = tagger_record(MEDCORE["config"].tagger).get("cross_validation", {})
         figures["medcore"] = {**cv.get("at_threshold", {}), "chars_per_s": trained_on["chars_per_s"]}
         figures["medcore_cross_validation"] = {k: cv.get(k) for k in ("threshold", "folds", "notes", "rules_alone")}
         results["physionet_dev"] = figures

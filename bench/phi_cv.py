@@ -1,9 +1,11 @@
 """Patient-grouped cross-validation of MedCore's PHI detection on real development notes (PhysioNet deid).
 
-    .venv/bin/python bench/phi_cv.py [--folds 5] [--epochs 3] [--record]
+    .venv/bin/python bench/phi_cv.py [--folds 5] [--epochs 3] [--record] [--student]
         [--dev-repeat N] [--encoder-layers N] [--max-length N] [--taggers-dir DIR]
 
-The last four try a tagger variant under the same folds: the real notes weighed N times, an encoder cut to its
+--student scores the fast student tagger (medcore/phi/resources/fast-tagger) instead: each fold's encoder tagger is distilled
+(medcore.train.phi_student) on that fold's corpus, so the student never sees its held-out patients either.
+The next four try a tagger variant under the same folds: the real notes weighed N times, an encoder cut to its
 first N layers (faster, see medcore.train.phi_tagger.shallow_encoder), other windows; --taggers-dir keeps the fold
 taggers so that a rerun reuses them.
 
@@ -27,12 +29,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from medcore.phi.config import DEFAULT_TAGGER, RedactionConfig, load_allowlist
+from medcore.fileio import sha256_files
+from medcore.phi.config import DEFAULT_TAGGER, FAST_TAGGER, RedactionConfig, load_allowlist
 from medcore.phi.detect import detect_rules
 from medcore.phi.ensemble import combine_spans
 from medcore.phi.scoring import PhiScore
-from medcore.phi.tagger import ENCODER_LAYERS, load_tagger, tagger_record
+from medcore.phi.tagger import ENCODER_LAYERS, load_tagger, tagger_record, weights_file
 from medcore.phi.tagger_corpus import NOT_SAFE_HARBOR, PHYSIONET_CATEGORY, physionet_patients
+from medcore.train.phi_student import StudentTrainConfig, train_student
 from medcore.train.phi_tagger import TaggerTrainConfig, record_cross_validation, train_tagger
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/phi"
@@ -137,6 +141,9 @@ def run_cv(args) -> dict:
                 log=lambda m: print(m, file=sys.stderr),
             )
         train_seconds.append(tagger_record(tagger_dir).get("train_seconds"))
+        if args.student:
+            tagger_dir = distil_fold(tagger_dir, scratch / f"fold{k}-student", held_out, args)
+            train_seconds[-1] = [train_seconds[-1], tagger_record(tagger_dir).get("train_seconds")]
         fold_pred = detect_fold(held, tagger_dir)
         for key, preds in fold_pred.items():
             predictions.setdefault(key, []).extend(preds)
@@ -161,6 +168,28 @@ def run_cv(args) -> dict:
     }
 
 
+def distil_fold(teacher: Path, out: Path, held_out: list[str], args) -> Path:
+    """The fold's student tagger, distilled from the fold's encoder tagger (reused when already in `out`)."""
+    record = tagger_record(out)
+    if record.get("config", {}).get("exclude_patients") != held_out or record.get("teacher", {}).get(
+        "sha256"
+    ) != sha256_files([weights_file(teacher)]):
+        train_student(
+            StudentTrainConfig(
+                teacher=teacher,
+                out=out,
+                dev_notes=DEV_NOTES,
+                exclude_patients=held_out,
+                synth=SYNTH if SYNTH.exists() else None,
+                synth_all=True,
+                register_notes=args.register_notes,
+                seed=args.seed,
+            ),
+            log=lambda m: print(m, file=sys.stderr),
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=5)
@@ -171,15 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder-layers", type=int, default=ENCODER_LAYERS, help="Encoder layers the taggers keep.")
     parser.add_argument("--dev-repeat", type=int, default=1, help="Copies of each development note in training.")
     parser.add_argument("--max-length", type=int, default=TaggerTrainConfig.model_fields["max_length"].default)
+    parser.add_argument("--student", action="store_true", help="Score each fold's distilled student tagger.")
     parser.add_argument("--taggers-dir", type=Path, help="Keep (and reuse) each fold's tagger here.")
-    parser.add_argument("--record", action="store_true", help="Write the chosen threshold into the shipped tagger.")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="Write the chosen threshold into the shipped tagger (the fast student with --student, else the encoder tagger).",
+    )
     args = parser.parse_args(argv)
     if not DEV_NOTES.exists():
         print(json.dumps({"skipped": f"{DEV_NOTES} not found"}))
         return 0
     results = run_cv(args)
     if args.record:
-        record_cross_validation(DEFAULT_TAGGER, results["threshold"], results)
+        record_cross_validation(FAST_TAGGER if args.student else DEFAULT_TAGGER, results["threshold"], results)
     for t, f in results["by_threshold"].items():
         print(
             f"threshold {t:>5}: recall {f['recall']:.4f} precision {f['precision']:.4f} {f['per_category_recall']}",

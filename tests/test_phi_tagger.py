@@ -178,3 +178,145 @@ def test_development_notes_can_weigh_more_than_generated_ones(tmp_path):
     assert sources[0]["notes"] == 2 and sources[0]["copies"] == 3
     records[0]["spans"].append({"start": 0, "end": 4, "type": "NAME"})
     assert len(records[1]["spans"]) == 1  # copies are separate records
+
+
+@pytest.fixture(scope="module")
+def small_student(small_tagger, tmp_path_factory):
+    """A student distilled from the small tagger on its corpus plus 60 new generated notes, sockets refused."""
+    from medcore.train.phi_student import StudentTrainConfig, train_student
+
+    teacher, _, _ = small_tagger
+    out = tmp_path_factory.mktemp("student") / "student"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(socket.socket, "connect", refuse_connection)
+    patch.setattr(socket, "create_connection", refuse_connection)
+    try:
+        record = train_student(
+            StudentTrainConfig(
+                teacher=teacher,
+                out=out,
+                register_notes=240,
+                register_seed=11,
+                extra_notes=60,
+                epochs=8,
+                lr=1e-2,
+                batch=8,
+                width=64,
+                rank=8,
+                threads=1,  # a 64-wide LSTM syncs threads at every step: one is faster
+            ),
+            log=lambda message: None,
+        )
+    finally:
+        patch.undo()
+    return out, record
+
+
+def refuse_connection(*args, **kwargs):
+    raise AssertionError("outbound connection attempted")
+
+
+@pytest.mark.slow
+def test_a_distilled_student_beats_the_rules_and_follows_its_teacher(small_tagger, small_student):
+    teacher, _, _ = small_tagger
+    student, _ = small_student
+    notes = generate_register_notes(seed=HELD_OUT_SEED, n=60)
+    rules = token_scores(notes, RedactionConfig(tagger=None))
+    taught = token_scores(notes, RedactionConfig(tagger=teacher, threshold=0.5))
+    distilled = token_scores(notes, RedactionConfig(tagger=student, threshold=0.5))
+    assert distilled.recall > rules.recall + 0.1, (rules.summary(), distilled.summary())
+    assert distilled.recall > taught.recall - 0.1, (taught.summary(), distilled.summary())
+    assert distilled.precision > rules.precision - 0.1
+
+
+@pytest.mark.slow
+def test_the_student_ships_as_its_own_small_weights_with_its_teacher_named(small_tagger, small_student):
+    from medcore.fileio import sha256_files
+    from medcore.phi.tagger import STUDENT_WEIGHTS, describe_settings, has_tagger, is_student
+
+    teacher, _, _ = small_tagger
+    student, record = small_student
+    assert sorted(p.name for p in student.iterdir()) == sorted([STUDENT_WEIGHTS, "token_tags.json", TAGGER_RECORD])
+    assert sum(p.stat().st_size for p in student.iterdir()) < 2_000_000  # no copy of the encoder's embeddings
+    assert has_tagger(student) and is_student(student) and not is_student(teacher)
+    assert tagger_record(student) == record and record["kind"] == "student"
+    assert record["teacher"]["sha256"] == sha256_files([teacher / "adapter_model.safetensors"])
+    assert record["corpus"][-1] == {"source": "register", "notes": 60, "seed": 1000, "student_only": True}
+    assert record["epoch_losses"][-1] < record["epoch_losses"][0]
+    settings = describe_settings(RedactionConfig(tagger=student, threshold=0.4))
+    assert settings["tagger"]["sha256"] == sha256_files([student / STUDENT_WEIGHTS])
+
+
+@pytest.mark.slow
+def test_a_student_loads_offline_and_refuses_to_teach(small_student, monkeypatch):
+    from medcore.errors import MedcoreError
+    from medcore.phi.student import StudentTagger
+    from medcore.train.phi_student import StudentTrainConfig, train_student
+
+    student, _ = small_student
+    monkeypatch.setattr(socket.socket, "connect", refuse_connection)
+    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_connection)
+    load_tagger.cache_clear()
+    tagger = load_tagger(student)
+    assert isinstance(tagger.model, StudentTagger) and not tagger.model.training
+    (spans,) = tagger.tag_texts(["SPOKE WITH DR JONES RE PLAN. WIFE MARY CALLED."], threshold=0.5)
+    assert all(s.type in TAGGER_TYPES for s in spans)
+    with pytest.raises(MedcoreError, match="No encoder tagger"):
+        train_student(StudentTrainConfig(teacher=student, out=student.parent / "again"))
+
+
+@pytest.mark.slow
+def test_a_student_whose_weights_do_not_match_its_record_is_refused(small_student, tmp_path):
+    import json
+    import shutil
+
+    from medcore.errors import MedcoreError
+
+    student, _ = small_student
+    copy = tmp_path / "student"
+    shutil.copytree(student, copy)
+    record = json.loads((copy / TAGGER_RECORD).read_text())
+    record["config"]["student"]["layers"] = 3
+    (copy / TAGGER_RECORD).write_text(json.dumps(record))
+    load_tagger.cache_clear()
+    with pytest.raises(MedcoreError, match="does not match the shape"):
+        load_tagger(copy)
+
+
+def test_the_distillation_loss_weighs_gold_and_teacher_on_scored_pieces_only():
+    import torch
+    from torch.nn import functional as F
+
+    from medcore.token_windows import IGNORE
+    from medcore.train.phi_student import distillation_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 3)
+    gold = torch.tensor([[IGNORE, 0, 2, IGNORE]])
+    soft = torch.softmax(torch.randn(1, 4, 3), dim=-1)
+    weight = torch.tensor([[1.0, 1.0, 3.0, 1.0]])
+    log_p = F.log_softmax(logits, dim=-1)[0]
+    hard = torch.stack([-log_p[1, 0], -log_p[2, 2]])
+    taught = torch.stack([-(soft[0, 1] * log_p[1]).sum(), -(soft[0, 2] * log_p[2]).sum()])
+    expected = ((hard + 0.5 * taught) * torch.tensor([1.0, 3.0])).sum() / 4.0
+    assert torch.allclose(distillation_loss(logits, gold, soft, weight, 0.5), expected)
+    changed = logits.clone()
+    changed[0, 0] += 5.0  # an unscored piece (a special token) changes nothing
+    assert torch.allclose(distillation_loss(changed, gold, soft, weight, 0.5), expected)
+
+
+def test_train_tagger_rebuilds_the_encoder_tagger_then_its_student_on_the_same_corpus(tmp_path):
+    from medcore.phi.config import DEFAULT_TAGGER, FAST_TAGGER
+    from medcore.train.phi_student import student_config_for
+    from medcore.train.phi_tagger import parse_args
+
+    config, student_out = parse_args(
+        ["--register-notes", "50", "--seed", "3", "--synth-all", "--dev-notes", "x.jsonl"]
+    )
+    assert config.out == DEFAULT_TAGGER and student_out == FAST_TAGGER
+    assert parse_args(["--no-student"])[1] is None
+    student = student_config_for(config.model_copy(update={"exclude_patients": ["7"]}), tmp_path / "student")
+    assert student.teacher == DEFAULT_TAGGER and student.out == tmp_path / "student"
+    assert (student.register_notes, student.seed, student.synth_all, student.exclude_patients) == (50, 3, True, ["7"])
+    assert student.dev_notes == Path("x.jsonl")

@@ -1,4 +1,6 @@
-"""`medcore phi train-tagger | tagger-info`: rebuild the learned PHI tagger, or show how it was trained and measured."""
+"""`medcore phi train-tagger | train-student | tagger-info`: rebuild the learned PHI taggers (the encoder tagger
+and the fast student distilled from it), distil a student from an existing encoder tagger, or show how a tagger
+was trained and measured."""
 
 from __future__ import annotations
 
@@ -11,17 +13,27 @@ from medcore.phi.config import DEFAULT_TAGGER
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    train = sub.add_parser("train-tagger", help="Train the PHI tagger with MedCore's trainer and package it.")
-    train.add_argument("options", nargs=argparse.REMAINDER, help="See `python -m medcore.train.phi_tagger --help`.")
+    from medcore.train import phi_student, phi_tagger
+
+    train = sub.add_parser(
+        "train-tagger", help="Train the PHI tagger with MedCore's trainer, then distil the fast one."
+    )
+    phi_tagger.add_arguments(train)
+    student = sub.add_parser("train-student", help="Distil the fast student tagger from an encoder tagger.")
+    phi_student.add_arguments(student)
     info = sub.add_parser("tagger-info", help="Print the tagger's record: corpus, seed, metrics, threshold.")
     info.add_argument("--tagger", type=Path, default=DEFAULT_TAGGER, help="Tagger folder.")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "train-tagger":
-        from medcore.train.phi_tagger import main
+        from medcore.train import phi_tagger
 
-        return main(args.options)
+        return phi_tagger.run(*phi_tagger.configs_from(args))
+    if args.action == "train-student":
+        from medcore.train import phi_student
+
+        return phi_student.run(phi_student.config_from(args))
     from medcore.phi.tagger import tagger_record
 
     record = tagger_record(args.tagger)

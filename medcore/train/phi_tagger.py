@@ -1,12 +1,14 @@
 """Train the learned PHI tagger with MedCore's own trainer and package it (adapter + head + record) for redaction.
 
-    medcore phi train-tagger [--dev-notes FILE] [--synth FILE] [--out DIR]
+    medcore phi train-tagger [--dev-notes FILE] [--synth FILE] [--out DIR] [--student-out DIR | --no-student]
     python -m medcore.train.phi_tagger [same options]
 
 The corpus (medcore.phi.tagger_corpus) becomes a token-classification dataset in a scratch workspace; a
 `medcore.train` run fine-tunes the packaged MiniLM encoder with LoRA (the classifier head trained in full);
 the adapter, the tag names and `tagger.json` (corpus sources with hashes, seed, spec, metrics, git revision)
-are written to the output folder, by default the package's own `medcore/phi/resources/tagger`.
+are written to the output folder, by default the package's own `medcore/phi/resources/tagger`. Then the fast
+student tagger is distilled from it on the same corpus (medcore.train.phi_student) into
+`medcore/phi/resources/fast-tagger`, unless --no-student.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medcore.errors import MedcoreError
 from medcore.fileio import sha256_files
-from medcore.phi.config import CONFIG_DIR, DEFAULT_TAGGER
+from medcore.phi.config import CONFIG_DIR, DEFAULT_TAGGER, FAST_TAGGER
 from medcore.phi.tagger import ENCODER_LAYERS, TAGGER_RECORD, tagger_record
 from medcore.phi.tagger_corpus import (
     TAGGER_TYPES,
@@ -285,10 +287,14 @@ def default_path(name: str) -> Path | None:
     return path if path.exists() else None
 
 
-def parse_args(argv: list[str] | None = None) -> TaggerTrainConfig:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `medcore phi train-tagger` (and of `python -m medcore.train.phi_tagger`)."""
     fields = TaggerTrainConfig.model_fields
-    parser = argparse.ArgumentParser(prog="medcore phi train-tagger", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_TAGGER, help=fields["out"].description)
+    parser.add_argument(
+        "--student-out", type=Path, default=FAST_TAGGER, help="Folder the distilled student tagger is written to."
+    )
+    parser.add_argument("--no-student", action="store_true", help="Train the encoder tagger only.")
     parser.add_argument("--dev-notes", type=Path, default=default_path("physionet_dev.jsonl"))
     parser.add_argument("--synth", type=Path, default=default_path("synth_dataset_v2.json"))
     parser.add_argument("--synth-all", action="store_true", help=fields["synth_all"].description)
@@ -301,17 +307,37 @@ def parse_args(argv: list[str] | None = None) -> TaggerTrainConfig:
         "--encoder-layers", type=int, default=ENCODER_LAYERS, help=fields["encoder_layers"].description
     )
     parser.add_argument("--work-dir", type=Path, default=None, help=fields["work_dir"].description)
-    args = parser.parse_args(argv)
-    return TaggerTrainConfig(**{k: v for k, v in vars(args).items()})
+
+
+def configs_from(args: argparse.Namespace) -> tuple[TaggerTrainConfig, Path | None]:
+    """The encoder tagger's config, and where its distilled student goes (None: --no-student)."""
+    values = {name: getattr(args, name) for name in TaggerTrainConfig.model_fields if hasattr(args, name)}
+    return TaggerTrainConfig(**values), None if args.no_student else args.student_out
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TaggerTrainConfig, Path | None]:
+    parser = argparse.ArgumentParser(prog="python -m medcore.train.phi_tagger", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return configs_from(parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run(*parse_args(argv))
+
+
+def run(config: TaggerTrainConfig, student_out: Path | None) -> int:
+    """Train the encoder tagger, then distil its student into `student_out` unless None; 1 on a MedcoreError."""
     try:
-        record = train_tagger(parse_args(argv))
+        record = train_tagger(config)
+        print(json.dumps({"final_eval": record["final_eval"], "corpus": record["corpus"]}))
+        if student_out is not None:
+            from medcore.train.phi_student import student_config_for, train_student
+
+            student = train_student(student_config_for(config, student_out))
+            print(json.dumps({"student_epoch_losses": student["epoch_losses"], "out": str(student_out)}))
     except MedcoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"final_eval": record["final_eval"], "corpus": record["corpus"]}))
     return 0
 
 
