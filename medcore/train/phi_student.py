@@ -195,16 +195,20 @@ def train_student(config: StudentTrainConfig, log=print) -> dict:
         )
     started = time.time()
     torch.manual_seed(config.seed)
+    threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    teacher = load_tagger(Path(config.teacher))
-    records, sources = corpus(config)
-    if not any(r["spans"] for r in records):
-        raise MedcoreError("The student's corpus holds no PHI spans: give --dev-notes/--synth or generated notes.")
-    windows = label_windows(teacher, records, config.dev_weight, log)
-    shape = StudentShape(width=config.width, rank=config.rank)
-    model = build_student(len(teacher.tags.tags), shape)
-    log(f"training the student on {len(windows)} windows of {len(records)} notes")
-    losses = fit(model, windows, config, len(teacher.tags.tags), log)
+    try:  # the caller's thread count comes back after: a notebook or test process keeps its own
+        teacher = load_tagger(Path(config.teacher))
+        records, sources = corpus(config)
+        if not any(r["spans"] for r in records):
+            raise MedcoreError("The student's corpus holds no PHI spans: give --dev-notes/--synth or generated notes.")
+        windows = label_windows(teacher, records, config.dev_weight, log)
+        shape = StudentShape(width=config.width, rank=config.rank)
+        model = build_student(len(teacher.tags.tags), shape)
+        log(f"training the student on {len(windows)} windows of {len(records)} notes")
+        losses = fit(model, windows, config, len(teacher.tags.tags), log)
+    finally:
+        torch.set_num_threads(threads)
     record = {
         "kind": "student",
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
