@@ -90,13 +90,9 @@ def test_the_package_is_a_small_adapter_with_its_training_record(small_tagger):
 @pytest.mark.slow
 def test_loading_and_tagging_open_no_socket(small_tagger, monkeypatch):
     folder, _, _ = small_tagger
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("outbound connection attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse_connection)
+    monkeypatch.setattr(socket, "create_connection", refuse_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_connection)
     load_tagger.cache_clear()
     tagger = load_tagger(folder)
     (spans,) = tagger.tag_texts(["SPOKE WITH DR JONES RE PLAN. WIFE MARY CALLED."], threshold=0.5)

@@ -29,7 +29,7 @@ from medcore.phi.tagger import TAGGER_RECORD, has_tagger, is_student, load_tagge
 from medcore.phi.tagger_corpus import TAGGER_TYPES, register_notes
 from medcore.rundir import write_json_atomic
 from medcore.token_windows import IGNORE, TAG_FILE, window_labels
-from medcore.train.phi_tagger import TaggerTrainConfig, build_corpus, git_revision, without_overlaps
+from medcore.train.phi_tagger import TaggerTrainConfig, build_corpus, git_revision, replace_folder, without_overlaps
 
 WARMUP_STEPS = 200
 LABEL_CHUNK = 256  # notes the teacher scores per call (its windows are batched longest first within a chunk)
@@ -245,9 +245,7 @@ def package_student(model, teacher: Path, out: Path, record: dict) -> None:
     save_student(model, staging)
     shutil.copy2(teacher / TAG_FILE, staging / TAG_FILE)
     write_json_atomic(staging / TAGGER_RECORD, record)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    replace_folder(staging, out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -269,6 +269,11 @@ def package_tagger(adapter: Path, out: Path, record: dict) -> None:
     adapter_config["base_model_name_or_path"] = "minilm"  # never a local path: the base comes from the package
     write_json_atomic(staging / "adapter_config.json", adapter_config)
     write_json_atomic(staging / TAGGER_RECORD, record)
+    replace_folder(staging, out)
+
+
+def replace_folder(staging: Path, out: Path) -> None:
+    """Put a fully written `staging` folder in place of `out`: a reader never sees half a tagger."""
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
