@@ -316,14 +316,29 @@ def warm_up() -> None:
     _detector_warmup()
 
 
-def tagger_info():
-    """TaggerInfo of the packaged PHI tagger: present or why not, default threshold, cross-validated figures.
+def tagger_description(info) -> str:
+    """One line on what kind of tagger `info` is (encoder or fast), for a user choosing between them."""
+    from medcore.phi.console_info import TAGGER_KINDS
+
+    return TAGGER_KINDS[info.kind]
+
+
+def tagger_choices() -> dict[str, Path]:
+    """The PHI taggers the page offers, label -> folder, the default first."""
+    from medcore.phi.console_info import tagger_choices as choices
+
+    return choices()
+
+
+def tagger_info(folder: Path | None = None):
+    """TaggerInfo of a PHI tagger (the default when None): present or why not, default threshold, cross-validated
+    figures.
 
     Not cached: it reads one small JSON file, and a tagger rebuilt while the console runs shows up at once.
     """
     from medcore.phi.console_info import tagger_info as info
 
-    return info()
+    return info(folder)
 
 
 def detector_config(mode: str, method: str, threshold: float | None, info):
@@ -374,14 +389,15 @@ def _column_decisions(root: str, name: str, content_hash: str, config_json: str,
 
 
 def start_redaction(
-    name: str, mode: str, method: str, out_name: str | None, keep=(), drop=(), not_phi=(), threshold=None
+    name: str, mode: str, method: str, out_name: str | None, keep=(), drop=(), not_phi=(), threshold=None, tagger=None
 ) -> str:
-    """Start redacting a whole dataset in its own process, with the column overrides and the tagger threshold;
+    """Start redacting a whole dataset in its own process, with the column overrides, the tagger and its threshold;
     returns the job id to poll."""
     from medcore.phi.job import start_redaction as start
 
     overrides = {"keep": list(keep), "drop": list(drop), "not_phi": list(not_phi)}
-    return start(workspace(), name, mode, method, out_name or None, threshold=threshold, actor=actor(), **overrides)
+    return start(workspace(), name, mode, method, out_name or None, threshold=threshold, tagger=tagger,
+                 actor=actor(), **overrides)  # fmt: skip
 
 
 def redaction_status(job_id: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from medcore.fileio import sha256_files
-from medcore.phi.config import DEFAULT_TAGGER, FAST_TAGGER, RedactionConfig, load_allowlist
+from medcore.phi.config import ENCODER_TAGGER, FAST_TAGGER, RedactionConfig, load_allowlist
 from medcore.phi.detect import detect_rules
 from medcore.phi.ensemble import combine_spans
 from medcore.phi.scoring import PhiScore
@@ -171,22 +171,24 @@ def run_cv(args) -> dict:
 def distil_fold(teacher: Path, out: Path, held_out: list[str], args) -> Path:
     """The fold's student tagger, distilled from the fold's encoder tagger (reused when already in `out`)."""
     record = tagger_record(out)
-    if record.get("config", {}).get("exclude_patients") != held_out or record.get("teacher", {}).get(
-        "sha256"
-    ) != sha256_files([weights_file(teacher)]):
-        train_student(
-            StudentTrainConfig(
-                teacher=teacher,
-                out=out,
-                dev_notes=DEV_NOTES,
-                exclude_patients=held_out,
-                synth=SYNTH if SYNTH.exists() else None,
-                synth_all=True,
-                register_notes=args.register_notes,
-                seed=args.seed,
-            ),
-            log=lambda m: print(m, file=sys.stderr),
-        )
+    config = StudentTrainConfig(
+        teacher=teacher,
+        out=out,
+        dev_notes=DEV_NOTES,
+        exclude_patients=held_out,
+        synth=SYNTH if SYNTH.exists() else None,
+        synth_all=True,
+        register_notes=args.register_notes,
+        extra_notes=args.student_extra_notes,
+        epochs=args.student_epochs,
+        seed=args.seed,
+    )
+    recorded = record.get("config", {})
+    same_setting = all(
+        recorded.get(name) == getattr(config, name) for name in ("exclude_patients", "extra_notes", "epochs")
+    )
+    if not same_setting or record.get("teacher", {}).get("sha256") != sha256_files([weights_file(teacher)]):
+        train_student(config, log=lambda m: print(m, file=sys.stderr))
     return out
 
 
@@ -201,6 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-repeat", type=int, default=1, help="Copies of each development note in training.")
     parser.add_argument("--max-length", type=int, default=TaggerTrainConfig.model_fields["max_length"].default)
     parser.add_argument("--student", action="store_true", help="Score each fold's distilled student tagger.")
+    parser.add_argument(
+        "--student-epochs",
+        type=int,
+        default=StudentTrainConfig.model_fields["epochs"].default,
+        help="Distillation passes.",
+    )
+    parser.add_argument(
+        "--student-extra-notes",
+        type=int,
+        default=StudentTrainConfig.model_fields["extra_notes"].default,
+        help="Generated notes the student learns from beyond the teacher's corpus.",
+    )
     parser.add_argument("--taggers-dir", type=Path, help="Keep (and reuse) each fold's tagger here.")
     parser.add_argument(
         "--record",
@@ -213,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = run_cv(args)
     if args.record:
-        record_cross_validation(FAST_TAGGER if args.student else DEFAULT_TAGGER, results["threshold"], results)
+        record_cross_validation(FAST_TAGGER if args.student else ENCODER_TAGGER, results["threshold"], results)
     for t, f in results["by_threshold"].items():
         print(
             f"threshold {t:>5}: recall {f['recall']:.4f} precision {f['precision']:.4f} {f['per_category_recall']}",

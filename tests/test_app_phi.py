@@ -19,8 +19,8 @@ from medcore.data.validate import suggest_mapping
 from medcore.demo.build import NOTES_JSONL, build_demo_workspace
 from medcore.errors import MedcoreError
 from medcore.phi import console_info, detect, job
-from medcore.phi.config import CATEGORIES, DEFAULT_TAGGER
-from medcore.phi.tagger import TAGGER_RECORD, has_tagger
+from medcore.phi.config import CATEGORIES, DEFAULT_TAGGER, FAST_TAGGER
+from medcore.phi.tagger import TAGGER_RECORD, has_tagger, tagger_record
 
 TIMEOUT = 120  # the first preview in a process loads spaCy and Presidio
 REAL_TAGGER_FOR = detect.tagger_for
@@ -278,7 +278,8 @@ def test_column_overrides_are_previewed_and_reach_the_job(planted, monkeypatch):
     assert (table.loc["patient_name", "action"], table.loc["patient_name", "recognised as"]) == ("keep", "not_phi")
     at = widget(at.button, "Redact dataset").click().run(timeout=TIMEOUT)
     expected = {"name": "planted", "mode": "safe-harbor", "keep": [], "drop": ["ward"], "not_phi": ["patient_name"]}
-    assert requests == [{**expected, "threshold": widget(at.slider, "Tagger threshold").value}]
+    threshold = widget(at.slider, "Tagger threshold").value
+    assert requests == [{**expected, "threshold": threshold, "tagger": console_info.DEFAULT_TAGGER}]
     widget(at.multiselect, "Keep unchanged").set_value(["ward"])  # both kept and dropped: refused, with why
     at.run()
     assert any("both kept and dropped" in e for e in texts(at, "error"))
@@ -302,6 +303,33 @@ def test_threshold_shows_its_measured_figures_and_reaches_detection(notes, stand
     at.run()
     assert {m.label: m.value for m in at.metric}["Recall (cross-validated)"] == "0.978"
     assert any("nearest measured threshold 0.5" in c for c in texts(at, "caption"))
+
+
+def test_the_fast_tagger_can_be_chosen_with_its_own_figures_and_reaches_the_job(planted, stand_in_tagger, monkeypatch):
+    if not has_tagger(FAST_TAGGER):
+        pytest.skip(f"no fast tagger at {FAST_TAGGER}: build it with `medcore phi train-student`")
+    requests = []
+
+    def start_redaction(ws, name, mode, method, out_name=None, actor=None, **settings):
+        requests.append(settings)
+        raise MedcoreError("Recorded; no job started in this test.")
+
+    monkeypatch.setattr(job, "start_redaction", start_redaction)
+    at = open_page("phi", timeout=TIMEOUT)
+    choice = widget(at.radio, "Tagger")
+    assert choice.value == choice.options[0] == "Encoder tagger (default)" and "Fast tagger" in choice.options
+    assert widget(at.slider, "Tagger threshold").value == pytest.approx(0.3)  # the default's (the stand-in record)
+    choice.set_value("Fast tagger")
+    at.run()
+    assert not at.exception and not at.error, texts(at, "error")
+    record = tagger_record(FAST_TAGGER)
+    assert widget(at.slider, "Tagger threshold").value == pytest.approx(record["threshold"])  # its own default
+    figures = record["cross_validation"]["by_threshold"][str(record["threshold"])]
+    assert {m.label: m.value for m in at.metric}["Precision (cross-validated)"] == f"{figures['precision']:.3f}"
+    assert any("distilled from the encoder tagger" in c for c in texts(at, "caption"))
+    assert stand_in_tagger[-1] == pytest.approx(record["threshold"])  # the preview detected with it
+    widget(at.button, "Redact dataset").click().run(timeout=TIMEOUT)
+    assert requests[-1]["tagger"] == FAST_TAGGER and requests[-1]["threshold"] == pytest.approx(record["threshold"])
 
 
 def test_page_works_without_a_tagger(notes, no_tagger):

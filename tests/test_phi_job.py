@@ -48,11 +48,13 @@ def test_redaction_job_completes_in_its_own_process(notes):
         assert CANARY not in (folder / name).read_text()  # counts and names only, never note text
 
 
-def test_bad_requests_fail_before_any_process_starts(notes):
+def test_bad_requests_fail_before_any_process_starts(notes, tmp_path):
     with pytest.raises(MedcoreError, match="Dataset 'missing' not found"):
         start_redaction(notes, "missing", "safe-harbor", "mask")
     with pytest.raises(MedcoreError, match="already exists"):
         start_redaction(notes, "notes", "safe-harbor", "mask", out_name="notes")
+    with pytest.raises(MedcoreError, match="No PHI tagger at .*no-tagger"):
+        start_redaction(notes, "notes", "safe-harbor", "mask", tagger=tmp_path / "no-tagger")
     assert not jobs_dir(notes).exists() or not any(jobs_dir(notes).iterdir())
 
 

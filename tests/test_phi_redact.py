@@ -411,3 +411,39 @@ def test_the_preview_says_where_each_replacement_landed(method):
             assert out[start:end] == f"[{span.type}]"
         cursor, original = end, span.end
     assert out[cursor:] == text[original:]
+
+
+def test_the_tagger_is_named_a_folder_or_none(tmp_path):
+    from medcore.phi.config import DEFAULT_TAGGER, ENCODER_TAGGER, FAST_TAGGER, RedactionConfig
+
+    assert RedactionConfig().tagger == DEFAULT_TAGGER
+    assert RedactionConfig(tagger="fast").tagger == FAST_TAGGER
+    assert RedactionConfig(tagger=" Encoder ").tagger == ENCODER_TAGGER
+    assert RedactionConfig(tagger="none").tagger is None and RedactionConfig(tagger=None).tagger is None
+    assert RedactionConfig(tagger=str(tmp_path)).tagger == tmp_path
+    assert build_config(tagger="fast").tagger == FAST_TAGGER
+
+
+def test_cli_tagger_and_threshold_reach_the_report_and_a_missing_tagger_stops_first(workspace, tmp_path, capsys):
+    from medcore.phi.config import FAST_TAGGER
+    from medcore.phi.tagger import has_tagger, weights_file, weights_sha256
+
+    if not has_tagger(FAST_TAGGER):
+        pytest.skip(f"no fast tagger at {FAST_TAGGER}: build it with `medcore phi train-student`")
+    src, out, report = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "report.json"
+    src.write_text(json.dumps({"text": NOTE}) + "\n")
+    missing = tmp_path / "no-tagger"
+    assert main(["redact", str(src), str(out), "--tagger", str(missing)]) == 1
+    error = capsys.readouterr().err
+    assert f"No PHI tagger at {missing}" in error and "--tagger none" in error
+    assert not out.exists() and not read_audit_log(workspace)  # refused before anything was read or audited
+    assert (
+        main(["redact", str(src), str(out), "--tagger", "fast", "--threshold", "0.45", "--report", str(report)]) == 0
+    )
+    settings = json.loads(report.read_text())["config"]
+    weights = weights_file(FAST_TAGGER)
+    assert settings["tagger"]["sha256"] == weights_sha256(weights, weights.stat().st_mtime_ns)
+    assert settings["threshold"] == 0.45
+    assert "Rose Hall" not in out.read_text()
+    assert main(["redact", str(src), str(out), "--tagger", "none", "--report", str(report)]) == 0
+    assert json.loads(report.read_text())["config"]["tagger"] is None

@@ -303,16 +303,16 @@ def test_the_distillation_loss_weighs_gold_and_teacher_on_scored_pieces_only():
 
 
 def test_train_tagger_rebuilds_the_encoder_tagger_then_its_student_on_the_same_corpus(tmp_path):
-    from medcore.phi.config import DEFAULT_TAGGER, FAST_TAGGER
+    from medcore.phi.config import ENCODER_TAGGER, FAST_TAGGER
     from medcore.train.phi_student import student_config_for
     from medcore.train.phi_tagger import parse_args
 
     config, student_out = parse_args(
         ["--register-notes", "50", "--seed", "3", "--synth-all", "--dev-notes", "x.jsonl"]
     )
-    assert config.out == DEFAULT_TAGGER and student_out == FAST_TAGGER
+    assert config.out == ENCODER_TAGGER and student_out == FAST_TAGGER
     assert parse_args(["--no-student"])[1] is None
     student = student_config_for(config.model_copy(update={"exclude_patients": ["7"]}), tmp_path / "student")
-    assert student.teacher == DEFAULT_TAGGER and student.out == tmp_path / "student"
+    assert student.teacher == ENCODER_TAGGER and student.out == tmp_path / "student"
     assert (student.register_notes, student.seed, student.synth_all, student.exclude_patients) == (50, 3, True, ["7"])
     assert student.dev_notes == Path("x.jsonl")

@@ -59,17 +59,28 @@ def choose_method() -> tuple[str, str]:
     return mode, method
 
 
+def choose_tagger():
+    """The learned tagger to detect with (the default unless the user picks another shipped one): its TaggerInfo."""
+    st.subheader("Detector")
+    choices = services.tagger_choices()
+    if len(choices) == 1:
+        return services.tagger_info(next(iter(choices.values())))
+    label = st.radio("Tagger", list(choices), horizontal=True, key="phi_tagger", help=FIELDS["tagger"].description)
+    info = services.tagger_info(choices[label])
+    st.caption(services.tagger_description(info))
+    return info
+
+
 def choose_threshold(info) -> float | None:
     """The tagger's threshold, beside its cross-validated recall and precision there; None when it is missing."""
-    st.subheader("Detector")
     if not info.available:
         st.error(info.problem, icon=":material/error:")
         st.caption("Until it is built, the preview and the column check below use the rules alone.")
         return None
     low, high = services.threshold_range()
     cols = st.columns([2, 1, 1])
-    threshold = cols[0].slider(
-        "Tagger threshold", low, high, value=info.threshold, step=0.01, key="phi_threshold",
+    threshold = cols[0].slider(  # one slider per tagger: each starts at its own cross-validated threshold
+        "Tagger threshold", low, high, value=info.threshold, step=0.01, key=f"phi_threshold_{info.folder}",
         help=FIELDS["threshold"].description,
     )  # fmt: skip
     measured = services.measured_at(info, threshold)
@@ -176,7 +187,7 @@ def redact_whole(manifest, mode: str, method: str, info, threshold: float | None
     if st.button("Redact dataset", type="primary", key="phi_redact", disabled=disabled):
         with ui.guard("Redaction"):
             st.session_state["phi_job"] = services.start_redaction(
-                manifest.name, mode, method, out_name, threshold=threshold, **overrides
+                manifest.name, mode, method, out_name, threshold=threshold, tagger=info.folder, **overrides
             )
     if "phi_job" in st.session_state:
         follow_redaction()
@@ -254,7 +265,7 @@ with ui.guard("Loading datasets", stop=True):
     manifest = choose_dataset()
     mode, method = choose_method()
 with ui.guard("Reading the PHI tagger", stop=True):
-    info = services.tagger_info()
+    info = choose_tagger()
     threshold = choose_threshold(info)
     config = services.detector_config(mode, method, threshold, info)
 with ui.guard("The preview"):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import get_args
 
+from medcore.commands.redact import add_tagger_arguments
 from medcore.data.manifest import ColumnMapping
 from medcore.errors import MedcoreError
 from medcore.models import Task
@@ -82,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     redact.add_argument(
         "--dry-run", action="store_true", help="Print what would happen to each column, and why; redact nothing."
     )
+    add_tagger_arguments(redact)
 
 
 def _parse_split(text: str) -> tuple[float, float, float]:
@@ -150,17 +152,23 @@ def _run_list() -> int:
 
 def _run_redact(args: argparse.Namespace) -> int:
     from medcore.phi import preview_column_decisions, redact_dataset
+    from medcore.phi.config import build_config
+    from medcore.phi.tagger import require_tagger
     from medcore.workspace import get_workspace
 
     overrides = dict(keep=args.keep, drop=args.drop, not_phi=args.not_phi)
+    detector = build_config(mode=args.mode, method=args.method, tagger=args.tagger, threshold=args.threshold)
+    if detector.tagger is not None:
+        require_tagger(detector.tagger)  # before any dataset is read
     if args.dry_run:
-        decisions = preview_column_decisions(get_workspace(), args.name, args.mode, **overrides)
+        decisions = preview_column_decisions(get_workspace(), args.name, args.mode, config=detector, **overrides)
         width = max(len(d.column) for d in decisions)
         for d in decisions:
             print(f"{d.column:<{width}}  {d.action:<12}  {d.reason}")
         return 0
     manifest = redact_dataset(get_workspace(), args.name, args.mode, args.method, out_name=args.out_name,
-                              overwrite=args.overwrite, **overrides)  # fmt: skip
+                              overwrite=args.overwrite, tagger=args.tagger, threshold=args.threshold,
+                              **overrides)  # fmt: skip
     print(f"redacted '{args.name}' -> '{manifest.name}' ({manifest.redaction.mode}, {manifest.redaction.method}); "
           f"audit record {manifest.redaction.audit_hash[:16]}")  # fmt: skip
     print(f"columns and actions: {manifest.name}/redaction_report.json")

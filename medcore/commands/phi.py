@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from medcore.phi.config import DEFAULT_TAGGER
+from medcore.phi.config import DEFAULT_TAGGER, SHIPPED_TAGGERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     student = sub.add_parser("train-student", help="Distil the fast student tagger from an encoder tagger.")
     phi_student.add_arguments(student)
     info = sub.add_parser("tagger-info", help="Print the tagger's record: corpus, seed, metrics, threshold.")
-    info.add_argument("--tagger", type=Path, default=DEFAULT_TAGGER, help="Tagger folder.")
+    info.add_argument(
+        "--tagger",
+        type=lambda value: SHIPPED_TAGGERS.get(value.lower(), Path(value)),
+        default=DEFAULT_TAGGER,
+        metavar="NAME|DIR",
+        help=f"A shipped tagger ({', '.join(SHIPPED_TAGGERS)}) or a tagger folder; default: the default tagger.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

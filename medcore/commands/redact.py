@@ -42,14 +42,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="COL", help="With --all-columns: copy COL.")
     parser.add_argument("--drop", action="append", default=[], metavar="COL", help="Remove COL from the output.")
     parser.add_argument("--allowlist", type=Path, default=DEFAULT_ALLOWLIST, help=fields["allowlist"].description)
+    add_tagger_arguments(parser)
+
+
+def add_tagger_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tagger and --threshold, shared by `medcore redact` and `medcore data redact`."""
+    fields = RedactionConfig.model_fields
+    parser.add_argument("--tagger", default=None, metavar="NAME|DIR", help=fields["tagger"].description)
+    parser.add_argument("--threshold", type=float, default=None, help=fields["threshold"].description)
 
 
 def run(args: argparse.Namespace) -> int:
     from medcore.data.readers import check_input_file
     from medcore.phi.pipeline import redact_file
+    from medcore.phi.tagger import require_tagger
 
     check_input_file(args.input)  # the same check and message as `medcore data import`, before anything is audited
-    config = build_config(mode=args.mode, method=args.method, workers=args.workers, allowlist=args.allowlist)
+    config = build_config(
+        mode=args.mode,
+        method=args.method,
+        workers=args.workers,
+        allowlist=args.allowlist,
+        tagger=args.tagger,
+        threshold=args.threshold,
+    )
+    if config.tagger is not None:
+        require_tagger(config.tagger)  # before anything is read or written
     report = redact_file(
         args.input,
         args.output,

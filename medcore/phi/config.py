@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medcore.errors import MedcoreError, validated
 
@@ -16,10 +16,13 @@ from medcore.errors import MedcoreError, validated
 CONFIG_DIR = Path(__file__).resolve().parent / "resources"
 DEFAULT_ALLOWLIST = CONFIG_DIR / "allowlist.yaml"
 DEFAULT_LEXICON = CONFIG_DIR / "lexicon.yaml"
-# The learned PHI taggers (medcore.phi.tagger), rebuilt by `medcore phi train-tagger`: the encoder tagger used by
-# default, and the fast student distilled from it (medcore.phi.student; `tagger: medcore/phi/resources/fast-tagger`).
-DEFAULT_TAGGER = CONFIG_DIR / "tagger"
+# The learned PHI taggers (medcore.phi.tagger), rebuilt by `medcore phi train-tagger`: the encoder tagger, and the
+# fast student distilled from it (medcore.phi.student). Settings name them `encoder` and `fast` (or give a folder).
+ENCODER_TAGGER = CONFIG_DIR / "tagger"
 FAST_TAGGER = CONFIG_DIR / "fast-tagger"
+SHIPPED_TAGGERS = {"encoder": ENCODER_TAGGER, "fast": FAST_TAGGER}
+NO_TAGGER = "none"  # the rules alone
+DEFAULT_TAGGER = ENCODER_TAGGER
 FALLBACK_THRESHOLD = 0.5  # only for a tagger folder with no recorded cross-validated threshold
 
 # i2b2-2014 top-level categories; every detector label maps to one of them.
@@ -89,9 +92,9 @@ class RedactionConfig(BaseModel):
     score_threshold: float = Field(0.3, ge=0.0, le=1.0, description="Drop rule detections scored below this.")
     tagger: Path | None = Field(
         DEFAULT_TAGGER,
-        description="Folder of the learned PHI tagger: by default the packaged encoder tagger (MiniLM + LoRA adapter + "
-        "head). `medcore/phi/resources/fast-tagger` is a student distilled from it (a BiLSTM: detection about 5x "
-        "faster on a CPU, less precise at equal recall; see `medcore phi tagger-info --tagger`). None: rules alone.",
+        description="The learned PHI tagger: `encoder` (the packaged MiniLM encoder with a LoRA adapter, the default), "
+        "`fast` (a BiLSTM student distilled from it: detection about 5x faster on a CPU), a tagger folder, or `none` "
+        "for the rules alone. `medcore phi tagger-info --tagger NAME` shows how each was measured.",
     )
     threshold: float | None = Field(
         None,
@@ -114,6 +117,14 @@ class RedactionConfig(BaseModel):
         2_000_000, ge=1000, description="Texts longer than this are redacted in pieces (spaCy's own limit is 1M)."
     )
 
+    @field_validator("tagger", mode="before")
+    @classmethod
+    def _tagger_by_name(cls, value):
+        if not isinstance(value, str):
+            return value
+        folder = tagger_folder(value)
+        return None if folder is None else str(folder)  # a str: JSON validation takes no Path object
+
     @model_validator(mode="after")
     def _check_method(self) -> RedactionConfig:
         if self.method is None:
@@ -126,6 +137,17 @@ class RedactionConfig(BaseModel):
                 "identifiers). Use --method mask or remove, or --mode research for surrogates."
             )
         return self
+
+
+def tagger_folder(value: str | Path | None) -> Path | None:
+    """A tagger setting as a folder: a shipped tagger's name (`encoder`, `fast`), `none` (None: the rules alone), or
+    a folder path. Names win over a folder of the same name in the working directory."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() == NO_TAGGER:
+        return None
+    return SHIPPED_TAGGERS.get(text.lower(), Path(text).expanduser())
 
 
 def build_config(**fields) -> RedactionConfig:

@@ -1,6 +1,7 @@
 """What the console's PHI page shows about detection: the tagger's state and measured figures, and each span's source.
 
-    info = tagger_info()                        # the shipped tagger: present?, default threshold, CV figures
+    tagger_choices()                            # {"Encoder tagger (default)": folder, "Fast tagger": folder}
+    info = tagger_info()                        # the default tagger: present?, default threshold, CV figures
     measured_at(info, 0.25)                     # (0.2, {"recall": ..., "precision": ...}): nearest measured value
     config = detector_config("safe-harbor", "mask", 0.25, info)   # rules alone when the tagger is missing
     methods_for_mode("safe-harbor")             # ["mask", "remove"]: the methods the config accepts, default first
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import get_args
 
 from medcore.errors import MedcoreError
-from medcore.phi.config import DEFAULT_TAGGER, Method, RedactionConfig, build_config
+from medcore.phi.config import DEFAULT_TAGGER, SHIPPED_TAGGERS, Method, RedactionConfig, build_config
 from medcore.phi.ensemble import TAGGER_NAME
-from medcore.phi.tagger import has_tagger, load_tagger, resolve_threshold, tagger_record
+from medcore.phi.tagger import has_tagger, is_student, load_tagger, resolve_threshold, tagger_record
 
 THRESHOLD_STEP = 0.01  # finer than the cross-validation grid (0.02 .. 0.7): figures are shown for the nearest value
 NO_FIGURES = "No cross-validated figures are recorded for this tagger: measure them with `bench/phi_cv.py --record`."
@@ -36,10 +37,33 @@ class TaggerInfo:
     folds: int | None = None
     notes: int | None = None
     trained_at: str | None = None
+    kind: str = "encoder"  # a TAGGER_KINDS key
+
+
+TAGGER_KINDS = {  # what each kind of tagger is, for a user choosing between them
+    "encoder": "Encoder tagger: the packaged MiniLM encoder with a LoRA adapter. The most precise; the slower one.",
+    "fast": "Fast tagger: a BiLSTM distilled from the encoder tagger. About 5x faster on a CPU.",
+}
+
+
+def tagger_kind(folder: Path) -> str:
+    """`fast` for a distilled student, else `encoder` (a missing folder is named by where it should be)."""
+    named = {Path(path): name for name, path in SHIPPED_TAGGERS.items()}.get(Path(folder))
+    return "fast" if is_student(folder) else named or "encoder"
+
+
+def tagger_choices() -> dict[str, Path]:
+    """The taggers a user can pick: the default first (even when missing, so the page can say why), then each other
+    shipped tagger that is built. Labels name the kind; the default's says so."""
+    choices = {f"{tagger_kind(DEFAULT_TAGGER).capitalize()} tagger (default)": Path(DEFAULT_TAGGER)}
+    for folder in SHIPPED_TAGGERS.values():
+        if Path(folder) != Path(DEFAULT_TAGGER) and has_tagger(folder):
+            choices[f"{tagger_kind(folder).capitalize()} tagger"] = Path(folder)
+    return choices
 
 
 def tagger_info(folder: Path | None = None) -> TaggerInfo:
-    """The tagger in `folder` (the packaged one by default): whether it loads, its threshold and measured figures."""
+    """The tagger in `folder` (the default one when None): whether it loads, its threshold and measured figures."""
     folder = Path(folder or DEFAULT_TAGGER)
     record = tagger_record(folder)
     cv = record.get("cross_validation") or {}
@@ -51,6 +75,7 @@ def tagger_info(folder: Path | None = None) -> TaggerInfo:
         folds=cv.get("folds"),
         notes=cv.get("notes"),
         trained_at=record.get("trained_at"),
+        kind=tagger_kind(folder),
     )
     if not info.available:
         info.problem = missing_tagger_problem(folder)

@@ -55,10 +55,12 @@ def redact_dataset(
     drop: Iterable[str] = (),
     not_phi: Iterable[str] = (),
     threshold: float | None = None,
+    tagger: str | Path | None = None,
 ) -> DatasetManifest:
     """Redact every column of dataset `name` into a new dataset `<name>-redacted` (or `out_name`).
 
     Args:
+        tagger: the PHI tagger, by name (`encoder`, `fast`, `none`) or folder (None: the default tagger).
         threshold: the PHI tagger's threshold (None: the one cross-validation chose, recorded with the tagger).
         keep, drop: this run's overrides of the column decisions (see preview_column_decisions).
         not_phi: more columns the user vouches hold no PHI; kept, and recorded in the new mapping.
@@ -72,7 +74,7 @@ def redact_dataset(
     target = dataset_dir(ws, out_name)
     if target.exists() and not overwrite:
         raise MedcoreError(f"Dataset '{out_name}' already exists. Pick another output name or delete it first.")
-    config = build_config(mode=mode, method=method, workers=workers, threshold=threshold)
+    config = build_config(mode=mode, method=method, workers=workers, threshold=threshold, tagger=tagger)
     keep, drop = sorted(set(keep)), sorted(set(drop))
     mapping = with_not_phi(source.mapping, not_phi)
     scan = scan_dataset(ws, name, skip=text_roles(mapping))

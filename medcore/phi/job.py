@@ -42,13 +42,14 @@ def start_redaction(
     drop: list[str] | None = None,
     not_phi: list[str] | None = None,
     threshold: float | None = None,
+    tagger: str | None = None,
     actor: Actor | None = None,
 ) -> str:
     """Start redacting dataset `name` in its own process (_start_redaction); for `actor`, checked and audited."""
     columns = {"keep": list(keep or []), "drop": list(drop or []), "not_phi": list(not_phi or [])}  # names only
     with acting_for(ws, actor, "redact_data", kind="redaction_started", dataset=name, mode=mode, **columns) as outcome:
         outcome["job_id"] = result = _start_redaction(
-            ws, name, mode, method, out_name, keep=keep, drop=drop, not_phi=not_phi, threshold=threshold
+            ws, name, mode, method, out_name, keep=keep, drop=drop, not_phi=not_phi, threshold=threshold, tagger=tagger
         )
     return result
 
@@ -64,15 +65,18 @@ def _start_redaction(
     drop: list[str] | None = None,
     not_phi: list[str] | None = None,
     threshold: float | None = None,
+    tagger: str | None = None,
 ) -> str:
     """Check the request, then start the redaction in its own process session; returns the job id at once.
 
     keep, drop, not_phi: column overrides, as for redact_dataset (preview them with preview_column_decisions).
     threshold: the PHI tagger's threshold (None: the tagger's cross-validated default).
+    tagger: the PHI tagger by name (`encoder`, `fast`, `none`) or folder (None: the default tagger).
     """
     from medcore.data.encryption import check_dataset_key
     from medcore.data.manifest import check_dataset_name, dataset_dir, read_manifest
     from medcore.phi.columns import check_overrides, with_not_phi
+    from medcore.phi.tagger import require_tagger
 
     manifest = read_manifest(ws, name)  # a missing dataset fails here, in the caller, with the list of datasets
     check_dataset_key(ws, name, manifest.key_id)  # so does an encrypted one without its key
@@ -83,8 +87,12 @@ def _start_redaction(
     out_name = check_dataset_name(out_name or f"{name}-redacted"[:64])
     if dataset_dir(ws, out_name).exists():
         raise MedcoreError(f"Dataset '{out_name}' already exists. Pick another output name or delete it first.")
-    build_config(mode=mode, method=method, threshold=threshold)  # bad settings fail here, before any process
+    tagger = None if tagger is None else str(tagger)  # the request is JSON
+    config = build_config(mode=mode, method=method, threshold=threshold, tagger=tagger)  # bad settings fail here
+    if config.tagger is not None:
+        require_tagger(config.tagger)  # so does a missing tagger, not minutes later in the job
     request = {"dataset": name, "mode": mode, "method": method, "out_name": out_name, "threshold": threshold}
+    request["tagger"] = tagger
     request.update(overrides)
     return start_job(ws, "redact", "medcore.phi.job", request)
 
@@ -112,7 +120,7 @@ def run_job(folder: Path) -> int:
         return redact_dataset(ws, request["dataset"], request["mode"], request["method"],
                               out_name=request["out_name"], progress=progress, keep=request.get("keep", []),
                               drop=request.get("drop", []), not_phi=request.get("not_phi", []),
-                              threshold=request.get("threshold"))  # fmt: skip
+                              threshold=request.get("threshold"), tagger=request.get("tagger"))  # fmt: skip
 
     ok, manifest = run_recorded(folder, "redaction", redact)
     if not ok:

@@ -137,6 +137,18 @@ def has_tagger(folder: Path = DEFAULT_TAGGER) -> bool:
     return is_student(folder) or (Path(folder) / "adapter_config.json").exists()
 
 
+def require_tagger(folder: Path) -> Path:
+    """`folder`, when it holds a tagger; else a MedcoreError that says how to build one or do without."""
+    folder = Path(folder)
+    if not has_tagger(folder):
+        raise MedcoreError(
+            f"No PHI tagger at {folder} (no {STUDENT_WEIGHTS} or adapter_config.json). Rebuild it with "
+            "`medcore phi train-tagger`, name a shipped one (--tagger encoder or fast), or use --tagger none "
+            "(tagger: none in the redaction settings) for the rules alone."
+        )
+    return folder
+
+
 @contextlib.contextmanager
 def quiet_transformers():
     from transformers.utils import logging as hf_logging
@@ -162,12 +174,7 @@ def load_tagger(folder: Path = DEFAULT_TAGGER) -> PhiTagger:
     Raises:
         MedcoreError: the folder holds no tagger (with how to build one).
     """
-    folder = Path(folder)
-    if not has_tagger(folder):
-        raise MedcoreError(
-            f"No PHI tagger at {folder} (no {STUDENT_WEIGHTS} or adapter_config.json). Rebuild it with "
-            "`medcore phi train-tagger`, or set tagger: none in the redaction settings to use the rules alone."
-        )
+    folder = require_tagger(folder)
     if is_student(folder):
         return load_distilled(folder)
     from peft import PeftModel

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medcore.errors import MedcoreError
 from medcore.fileio import sha256_files
-from medcore.phi.config import DEFAULT_TAGGER, FAST_TAGGER
+from medcore.phi.config import ENCODER_TAGGER, FAST_TAGGER
 from medcore.phi.tagger import TAGGER_RECORD, has_tagger, is_student, load_tagger, tagger_record, weights_file
 from medcore.phi.tagger_corpus import TAGGER_TYPES, register_notes
 from medcore.rundir import write_json_atomic
@@ -40,7 +40,7 @@ class StudentTrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     teacher: Path = Field(
-        DEFAULT_TAGGER, description="The encoder tagger to distil (a folder from `medcore phi train-tagger`)."
+        ENCODER_TAGGER, description="The encoder tagger to distil (a folder from `medcore phi train-tagger`)."
     )
     out: Path = Field(FAST_TAGGER, description="Folder the student is written to (replaced atomically).")
     dev_notes: Path | None = Field(None, description="Real notes with gold spans (PhysioNet deid JSONL).")
@@ -253,7 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from medcore.train.phi_tagger import default_path
 
     fields = StudentTrainConfig.model_fields
-    parser.add_argument("--teacher", type=Path, default=DEFAULT_TAGGER, help=fields["teacher"].description)
+    parser.add_argument("--teacher", type=Path, default=ENCODER_TAGGER, help=fields["teacher"].description)
     parser.add_argument("--out", type=Path, default=FAST_TAGGER, help=fields["out"].description)
     parser.add_argument("--dev-notes", type=Path, default=default_path("physionet_dev.jsonl"))
     parser.add_argument("--synth", type=Path, default=default_path("synth_dataset_v2.json"))

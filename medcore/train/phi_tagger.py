@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medcore.errors import MedcoreError
 from medcore.fileio import sha256_files
-from medcore.phi.config import CONFIG_DIR, DEFAULT_TAGGER, FAST_TAGGER
+from medcore.phi.config import CONFIG_DIR, ENCODER_TAGGER, FAST_TAGGER
 from medcore.phi.tagger import ENCODER_LAYERS, TAGGER_RECORD, tagger_record
 from medcore.phi.tagger_corpus import (
     TAGGER_TYPES,
@@ -48,7 +48,7 @@ class TaggerTrainConfig(BaseModel):
     """What the tagger learns from and how; written into tagger.json."""
 
     model_config = ConfigDict(extra="forbid")
-    out: Path = Field(DEFAULT_TAGGER, description="Folder the tagger is written to (replaced atomically).")
+    out: Path = Field(ENCODER_TAGGER, description="Folder the tagger is written to (replaced atomically).")
     dev_notes: Path | None = Field(None, description="Real notes with gold spans (PhysioNet deid JSONL).")
     exclude_patients: list[str] = Field(
         default_factory=list, description="Development-note patients left out (a cross-validation fold)."
@@ -295,7 +295,7 @@ def default_path(name: str) -> Path | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `medcore phi train-tagger` (and of `python -m medcore.train.phi_tagger`)."""
     fields = TaggerTrainConfig.model_fields
-    parser.add_argument("--out", type=Path, default=DEFAULT_TAGGER, help=fields["out"].description)
+    parser.add_argument("--out", type=Path, default=ENCODER_TAGGER, help=fields["out"].description)
     parser.add_argument(
         "--student-out", type=Path, default=FAST_TAGGER, help="Folder the distilled student tagger is written to."
     )
