@@ -126,7 +126,7 @@ def presidio_detect(texts: list[str]) -> list[list[tuple[int, int, str]]]:
     from presidio_analyzer import BatchAnalyzerEngine
 
     batch = BatchAnalyzerEngine(analyzer_engine=PRESIDIO["analyzer"])
-    results = batch.analyze_iterator(texts, language="en", batch_size=32)
+    results = batch.analyze_iterator(texts, language="en", batch_size=MEDCORE["config"].batch_size)  # same batching
     return [[(r.start, r.end, BASELINE_CATEGORY.get(r.entity_type, "OTHER")) for r in found] for found in results]
 
 
@@ -191,11 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=300, help="Demo notes to score (seeds 1000+).")
     parser.add_argument("--workers", type=int, default=2, help="MedCore worker processes (the machine has 2 cores).")
-    parser.add_argument("--tagger", type=Path, help="Tagger folder (default: the shipped encoder tagger).")
+    parser.add_argument("--tagger", help="A shipped tagger (encoder, fast) or a tagger folder (default: the default).")
     args = parser.parse_args(argv)
     if args.tagger:
         MEDCORE["config"] = RedactionConfig(tagger=args.tagger)
-    results = {"demo_notes": bench_corpus(load_demo(args.notes), args.workers)}
+    results = {
+        "tagger": str(MEDCORE["config"].tagger),
+        "demo_notes": bench_corpus(load_demo(args.notes), args.workers),
+    }
     synth = load_synth()
     if synth is not None:
         synth_results = bench_corpus(synth, args.workers, {"synth_dev": 0, "synth_heldout": 1})
@@ -210,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["medcore_cross_validation"] = {k: cv.get(k) for k in ("threshold", "folds", "notes", "rules_alone")}
         results["physionet_dev"] = figures
     for corpus, figures in results.items():
+        if corpus == "tagger":
+            continue
         for system in ("medcore", "presidio_default"):
             f = figures[system]
             print(

@@ -182,11 +182,12 @@ def check_encoder() -> CheckResult:
 
 def check_phi_tagger() -> CheckResult:
     """The learned PHI tagger ships inside the package; without it redaction refuses to run (recall would drop)."""
+    from medcore.phi.config import DEFAULT_TAGGER
     from medcore.phi.tagger import has_tagger, load_tagger, tagger_record
 
     fix = "reinstall medcore (the tagger is package data), or rebuild it with `medcore phi train-tagger`"
     if not has_tagger():
-        return CheckResult("phi tagger", "fail", "no tagger in medcore/phi/resources/tagger", fix)
+        return CheckResult("phi tagger", "fail", f"no tagger in {DEFAULT_TAGGER}", fix)
     try:
         load_tagger()
     except Exception as exc:  # a damaged adapter raises from peft/safetensors with several types
@@ -197,7 +198,8 @@ def check_phi_tagger() -> CheckResult:
     return CheckResult(
         "phi tagger",
         "ok",
-        f"trained {record.get('trained_at', '?')}, threshold {record.get('threshold', '?')}{measured}",
+        f"{DEFAULT_TAGGER.name}, trained {record.get('trained_at', '?')}, threshold {record.get('threshold', '?')}"
+        f"{measured}",
     )
 
 

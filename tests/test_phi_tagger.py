@@ -227,6 +227,8 @@ def test_a_distilled_student_beats_the_rules_and_follows_its_teacher(small_tagge
 
 @pytest.mark.slow
 def test_the_student_ships_as_its_own_small_weights_with_its_teacher_named(small_tagger, small_student):
+    from safetensors.torch import load_file
+
     from medcore.fileio import sha256_files
     from medcore.phi.tagger import STUDENT_WEIGHTS, describe_settings, has_tagger, is_student
 
@@ -241,12 +243,17 @@ def test_the_student_ships_as_its_own_small_weights_with_its_teacher_named(small
     assert record["epoch_losses"][-1] < record["epoch_losses"][0]
     settings = describe_settings(RedactionConfig(tagger=student, threshold=0.4))
     assert settings["tagger"]["sha256"] == sha256_files([student / STUDENT_WEIGHTS])
+    weights = load_file(student / STUDENT_WEIGHTS)
+    assert {str(w.dtype) for w in weights.values()} == {"torch.bfloat16"}  # half the size of float32
 
 
 @pytest.mark.slow
 def test_a_student_loads_offline_and_refuses_to_teach(small_student, monkeypatch):
+    import numpy as np
+
     from medcore.errors import MedcoreError
     from medcore.phi.student import StudentTagger
+    from medcore.phi.tagger import STUDENT_WINDOWS_PER_BATCH
     from medcore.train.phi_student import StudentTrainConfig, train_student
 
     student, _ = small_student
@@ -258,6 +265,13 @@ def test_a_student_loads_offline_and_refuses_to_teach(small_student, monkeypatch
     assert isinstance(tagger.model, StudentTagger) and not tagger.model.training
     (spans,) = tagger.tag_texts(["SPOKE WITH DR JONES RE PLAN. WIFE MARY CALLED."], threshold=0.5)
     assert all(s.type in TAGGER_TYPES for s in spans)
+    # Many windows per pass (the LSTM's speed) give each note the probabilities it gets alone.
+    texts = [note["text"] for note in generate_register_notes(seed=HELD_OUT_SEED, n=20)]
+    assert tagger.windows_per_batch == STUDENT_WINDOWS_PER_BATCH > 16
+    together = tagger.score_texts(texts)
+    alone = [tagger.score_texts([text])[0] for text in texts]
+    for (_, batched), (_, single) in zip(together, alone, strict=True):
+        assert all(np.allclose(b, s, atol=0.02) for b, s in zip(batched, single, strict=True))
     with pytest.raises(MedcoreError, match="No encoder tagger"):
         train_student(StudentTrainConfig(teacher=student, out=student.parent / "again"))
 

@@ -41,8 +41,9 @@ class TaggerInfo:
 
 
 TAGGER_KINDS = {  # what each kind of tagger is, for a user choosing between them
-    "encoder": "Encoder tagger: the packaged MiniLM encoder with a LoRA adapter. The most precise; the slower one.",
-    "fast": "Fast tagger: a BiLSTM distilled from the encoder tagger. About 5x faster on a CPU.",
+    "encoder": "Encoder tagger: the packaged MiniLM encoder with a LoRA adapter. The more precise of the two.",
+    "fast": "Fast tagger: a BiLSTM distilled from the encoder tagger. About 5x faster on a CPU, less precise at the "
+    "same recall: for large datasets.",
 }
 
 
