@@ -158,8 +158,7 @@ def _run_redact(args: argparse.Namespace) -> int:
 
     overrides = dict(keep=args.keep, drop=args.drop, not_phi=args.not_phi)
     detector = build_config(mode=args.mode, method=args.method, tagger=args.tagger, threshold=args.threshold)
-    if detector.tagger is not None:
-        require_tagger(detector.tagger)  # before any dataset is read
+    require_tagger(detector.tagger)  # before any dataset is read
     if args.dry_run:
         decisions = preview_column_decisions(get_workspace(), args.name, args.mode, config=detector, **overrides)
         width = max(len(d.column) for d in decisions)

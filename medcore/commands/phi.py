@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from medcore.phi.config import DEFAULT_TAGGER, SHIPPED_TAGGERS
+from medcore.phi.config import DEFAULT_TAGGER, SHIPPED_TAGGERS, tagger_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info = sub.add_parser("tagger-info", help="Print the tagger's record: corpus, seed, metrics, threshold.")
     info.add_argument(
         "--tagger",
-        type=lambda value: SHIPPED_TAGGERS.get(value.lower(), Path(value)),
+        type=tagger_folder,
         default=DEFAULT_TAGGER,
         metavar="NAME|DIR",
         help=f"A shipped tagger ({', '.join(SHIPPED_TAGGERS)}) or a tagger folder; default: the default tagger.",
@@ -42,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         return phi_student.run(phi_student.config_from(args))
     from medcore.phi.tagger import tagger_record
 
+    if args.tagger is None:
+        print("--tagger none is the rules alone: name a tagger (encoder, fast) or a tagger folder.")
+        return 1
     record = tagger_record(args.tagger)
     if not record:
         print(f"No tagger record in {args.tagger}; build one with `medcore phi train-tagger`.")

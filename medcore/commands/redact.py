@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         tagger=args.tagger,
         threshold=args.threshold,
     )
-    if config.tagger is not None:
-        require_tagger(config.tagger)  # before anything is read or written
+    require_tagger(config.tagger)  # before anything is read or written
     report = redact_file(
         args.input,
         args.output,

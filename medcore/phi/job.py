@@ -89,8 +89,7 @@ def _start_redaction(
         raise MedcoreError(f"Dataset '{out_name}' already exists. Pick another output name or delete it first.")
     tagger = None if tagger is None else str(tagger)  # the request is JSON
     config = build_config(mode=mode, method=method, threshold=threshold, tagger=tagger)  # bad settings fail here
-    if config.tagger is not None:
-        require_tagger(config.tagger)  # so does a missing tagger, not minutes later in the job
+    require_tagger(config.tagger)  # so does a missing tagger, not minutes later in the job
     request = {"dataset": name, "mode": mode, "method": method, "out_name": out_name, "threshold": threshold}
     request["tagger"] = tagger
     request.update(overrides)

@@ -141,8 +141,11 @@ def has_tagger(folder: Path = DEFAULT_TAGGER) -> bool:
     return is_student(folder) or (Path(folder) / "adapter_config.json").exists()
 
 
-def require_tagger(folder: Path) -> Path:
-    """`folder`, when it holds a tagger; else a MedcoreError that says how to build one or do without."""
+def require_tagger(folder: Path | None) -> Path | None:
+    """`folder`, when it holds a tagger (None, the rules alone, needs none); else a MedcoreError that says how to
+    build one or do without."""
+    if folder is None:
+        return None
     folder = Path(folder)
     if not has_tagger(folder):
         raise MedcoreError(
