@@ -182,17 +182,118 @@ def test_names_lose_clinical_words_and_take_their_initials(text, value, kept, al
 
 
 @pytest.mark.parametrize(
-    "text,value,kept",
+    "text,value",
     [
-        ("Lives at 4819 Cynthia Village Apt. 953, Thompsonhaven", "4819 Cynthia Village Apt. 953", None),
-        ("transferred from Garcia Community Hospital on 8/19", "Garcia Community Hospital", None),
-        ("Springfield, IL 62704 is home", "Springfield, IL 62704", None),
-        ("moved to Ward 3 overnight", "Ward 3", None),
+        ("Lives at 4819 Cynthia Village Apt. 953, Thompsonhaven", "4819 Cynthia Village Apt. 953"),
+        ("lives alone in elderly housing at 19 Clover St. in Lansdowne", "19 Clover St"),  # the house number leads
+        ("The bus station is on Villacher Strasse 89", "Villacher Strasse 89"),  # or trails, with more than a digit
+        ("Springfield, IL 62704 is home", "Springfield, IL 62704"),
+        ("moved to Ward 3 overnight", "Ward 3"),  # nothing but a kind of place and its number: kept whole
     ],
 )
-def test_places_keep_their_numbers_and_facility_words(text, value, kept, allow):
-    kept = kept or value  # an apartment number or "Hospital" is part of the address or the name
+def test_addresses_keep_their_numbers(text, value, allow):
+    assert values(text, combine_spans(text, [], [at(text, value, "LOCATION", 0.8)], allow)) == [(value, "LOCATION")]
+
+
+@pytest.mark.parametrize(
+    "text,value,kept",
+    [
+        ("Social: lives with wife, follow by Kernan hospital.", "Kernan hospital", "Kernan"),
+        ("discharged to Baltimore Rehab at 1400", "Baltimore Rehab", "Baltimore"),
+        ("transferred from Garcia Community Hospital on 8/19", "Garcia Community Hospital", "Garcia Community"),
+        ("FROM UNIVERSITY OF MD MEDICAL CENTER. PATIENT", "UNIVERSITY OF MD MEDICAL CENTER", "UNIVERSITY OF MD"),
+        ("He lives at Carpenter Assisted living with 24 hour aide", "Carpenter Assisted living with", "Carpenter"),
+        ("PLAN: TRANSFER TO QUARTERMAIN 2 TODAY", "QUARTERMAIN 2", "QUARTERMAIN"),  # a unit's number
+    ],
+)
+def test_places_lose_the_kind_of_place_and_a_units_number(text, value, kept, allow):
     assert values(text, combine_spans(text, [], [at(text, value, "LOCATION", 0.8)], allow)) == [(kept, "LOCATION")]
+
+
+@pytest.mark.parametrize(
+    "text,value", [("hpi: pt admitted to hosp on 8/16 after", "hosp"), ("went to the rehab", "rehab")]
+)
+def test_a_kind_of_place_alone_is_no_place(text, value, allow):
+    assert combine_spans(text, [], [at(text, value, "LOCATION", 0.8)], allow) == []
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("cv: remains on amiodaronee gtt at .5", "amiodaronee"),
+        ("RESIDUALS HIGH. DUCOLAX SUPPOS GIVEN", "DUCOLAX"),
+        ("DR KLEIN HAD TALKED TO THE PATINET YESTERDAY", "PATINET"),
+        ("HO and attending aware. See flwosheet for details.", "flwosheet"),
+        ("OXACILLIN D18 OF 42. AND AUGUMANTIN DAY8 OF 14.", "AUGUMANTIN"),  # two edits from a long word
+    ],
+)
+def test_misspelt_clinical_words_are_not_names(text, value, allow):
+    assert combine_spans(text, [], [at(text, value, "NAME", 0.8)], allow) == []
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("spoke to Turgeon about the plan", "Turgeon"),  # one edit from "surgeon", another first letter
+        ("spoke to Hanson about the plan", "Hanson"),
+        ("spoke to Garrett about the plan", "Garrett"),
+        ("spoke to Norman about the plan", "Norman"),  # one edit from "normal", and a known given name
+        ("spoke to Marotta about the plan", "Marotta"),
+    ],
+)
+def test_names_near_clinical_words_stay_names(text, value, allow):
+    assert values(text, combine_spans(text, [], [at(text, value, "NAME", 0.8)], allow)) == [(value, "NAME")]
+
+
+def test_a_sure_tagger_keeps_a_name_that_looks_misspelt(allow):
+    text = "spoke with Amiodaronee about the drip"  # one edit from amiodarone
+    assert values(text, combine_spans(text, [], [at(text, "Amiodaronee", "NAME", TAGGER_SURE)], allow)) == [
+        ("Amiodaronee", "NAME")
+    ]
+    assert combine_spans(text, [], [at(text, "Amiodaronee", "NAME", 0.8)], allow) == []
+
+
+def test_a_rules_name_is_not_judged_by_spelling(allow):
+    text = "Norrmal reports fatigue"  # a weak rule's guess: only the tagger's unsure guesses are spell-checked
+    rule = Span(0, 7, "NAME", 0.5, "name_followed", "PERSON")
+    assert values(text, combine_spans(text, [rule], [], allow, tagger_on=False)) == [("Norrmal", "NAME")]
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("Auscultated crackles up 1/2 from lung bases.", "1/2"),
+        ("CONTINUE WITH EXP WHEEZE AND CX 1/3 RT>LEFT.", "1/3"),
+        ("ivf d5 1/2 with 20kcl @ 100", "1/2"),
+    ],
+)
+def test_halves_thirds_and_quarters_are_not_dates(text, value, allow):
+    rule = Span(text.index(value), text.index(value) + len(value), "DATE", 0.9, "date_month_slash_day", "DATE")
+    assert combine_spans(text, [rule], [at(text, value, "DATE", 0.8)], allow) == []
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [("capsule endoscopy booked for 2/3. Discussed", "2/3"), ("Last seen on 1/2 in clinic", "1/2")],
+)
+def test_a_small_fraction_after_a_date_cue_is_a_date(text, value, allow):
+    assert values(text, combine_spans(text, [], [at(text, value, "DATE", 0.8)], allow)) == [(value, "DATE")]
+
+
+@pytest.mark.parametrize(
+    "text,value", [("family went home after 2nd cath. md spoke", "2nd"), ("pt placed on 1st step today", "1st")]
+)
+def test_an_ordinal_that_counts_is_not_a_date(text, value, allow):
+    rule = Span(text.index(value), text.index(value) + len(value), "DATE", 0.9, "date_ordinal_day", "DATE")
+    assert combine_spans(text, [rule], [at(text, value, "DATE", 0.8)], allow) == []
+
+
+@pytest.mark.parametrize(
+    "text,value", [("i'm at the hospital. it's the 11th.", "11th"), ("seen on the 3rd at noon", "3rd")]
+)
+def test_an_ordinal_day_stays_a_date(text, value, allow):
+    rule = Span(text.index(value), text.index(value) + len(value), "DATE", 0.9, "date_ordinal_day", "DATE")
+    assert values(text, combine_spans(text, [rule], [], allow)) == [(value, "DATE")]
 
 
 def test_a_tagger_date_loses_the_clock_time_and_plain_words_beside_it(allow):

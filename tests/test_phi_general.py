@@ -54,6 +54,7 @@ POSITIVES = [
     ("DATE", "Seen 03/14/2023 at 2:30 pm by the team.", "03/14/2023 at 2:30 pm"),
     ("DATE", "Surgery booked for Monday, March 3 at noon.", "Monday, March 3"),
     ("DATE", "Returns Friday the 5th for suture removal.", "Friday the 5th"),
+    ("LOCATION", "Her address Koskikatu 25 is on file.", "Koskikatu 25"),  # the noun still cues an address
     ("NAME", "I lost my card. My name is Ruth R Montez.", "Ruth R Montez"),
 ]
 
@@ -73,6 +74,7 @@ NEGATIVES = [
     ("BP 132/82, pain 5/10, GCS 14/15.", "132/82"),
     ("Ate a turkey sandwich and jordan almonds.", "turkey"),  # countries match capitalised only
     ("Work 40 hours a week, home by 6.", "40 hours"),
+    ("HO aware and will address on rounds. PLTs stable 199.", "on rounds. PLTs stable 199"),  # the verb
 ]
 
 

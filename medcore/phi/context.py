@@ -76,6 +76,16 @@ NAME_EDGE_WORDS = frozenset(
 )
 
 
+# Words at a place's edge that name no place: what kind of place it is ("Kernan hospital", "Baltimore Rehab",
+# "Carpenter Assisted living"), the joining words and a unit's number ("Quartermain 2"). Inside a name they stay
+# ("U OF MD"); at its edge they identify no one, and the text keeps its sense: "[LOCATION] hospital".
+LOCATION_EDGE_WORDS = frozenset(
+    "hospital hospitals hosp hsp rehab rehabilitation center centre ctr cntr medical med clinic clinics facility "
+    "house home nursing assisted living campus area ward unit floor the of at in on with and to from".split()
+)
+UNIT_NUMBER = re.compile(r"\d")  # "Quartermain 2"; longer numbers may be a house number ("Villacher Strasse 89")
+
+
 PERSONAL_TITLE = re.compile(r"(?i)\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)\.?\s*$")
 
 
@@ -94,6 +104,70 @@ def span_words(value: str) -> list[str]:
 def is_name_edge_word(word: str) -> bool:
     """A title, role, relative or status word (NAME_EDGE_WORDS), or one letter from a long one ("notifed")."""
     return word in NAME_EDGE_WORDS or any(len(edge) >= 6 and one_edit_apart(word, edge) for edge in NAME_EDGE_WORDS)
+
+
+def is_location_edge_word(word: str, number: bool = True) -> bool:
+    """A kind of place or a joining word at a place's edge (LOCATION_EDGE_WORDS), or (number) a unit's number."""
+    return word in LOCATION_EDGE_WORDS or (number and bool(UNIT_NUMBER.fullmatch(word)))
+
+
+def is_misspelt_vocabulary(value: str, allow: AllowList) -> bool:
+    """Every word is clinical vocabulary, written correctly or misspelt ("amiodaronee", "DUCOLAX", "patinet").
+
+    A misspelling is one edit (a letter added, dropped, changed, or two swapped) from a vocabulary word of 6 or more
+    letters, or two edits from one of 8 or more, with the same first letter: nurses type fast, and a misspelt drug
+    is no more a person than the drug.
+    """
+    words = [w for w in span_words(value) if not w.isdigit()]
+    return bool(words) and all(w in allow.vocabulary or near_vocabulary_word(w, allow.vocabulary) for w in words)
+
+
+@functools.lru_cache(maxsize=8192)
+def near_vocabulary_word(word: str, vocabulary: frozenset[str]) -> bool:
+    if len(word) < 6 or not word.isalpha():
+        return False
+    index = deletion_index(vocabulary)
+    candidates = set().union(*(index.get(key, ()) for key in deletions(word, 2 if len(word) >= 8 else 1)))
+    return any(
+        known[0] == word[0] and edit_distance(word, known) <= allowed_edits(word, known) for known in candidates
+    )
+
+
+def allowed_edits(word: str, known: str) -> int:
+    return 2 if min(len(word), len(known)) >= 8 else 1
+
+
+@functools.lru_cache(maxsize=4)
+def deletion_index(vocabulary: frozenset[str]) -> dict[str, frozenset[str]]:
+    """Each string reached by deleting up to two letters of a vocabulary word (6+ letters), to the words it came from.
+    Two words within two edits share such a string, so a lookup replaces a scan of the whole vocabulary."""
+    index: dict[str, set[str]] = {}
+    for known in vocabulary:
+        if len(known) >= 6 and known.isalpha():
+            for key in deletions(known, 2 if len(known) >= 8 else 1):
+                index.setdefault(key, set()).add(known)
+    return {key: frozenset(words) for key, words in index.items()}
+
+
+def deletions(word: str, depth: int) -> set[str]:
+    found, frontier = {word}, {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        found |= frontier
+    return found
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Letters added, dropped or changed, and neighbours swapped (optimal string alignment distance)."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def one_edit_apart(a: str, b: str) -> bool:
@@ -204,12 +278,38 @@ def is_proper_fraction(value: str) -> bool:
     return bool(parts) and 0 < int(parts[1]) < int(parts[2]) <= 8
 
 
+def is_small_fraction(value: str) -> bool:
+    """ "1/2", "1/3", "2/3", "1/4", "3/4": halves, thirds and quarters of a lung field, a dose or a bag."""
+    parts = re.fullmatch(r"\s*(\d)\s*/\s*(\d)\s*", value)
+    return bool(parts) and 0 < int(parts[1]) < int(parts[2]) <= 4
+
+
+def is_ordinal_count(text: str, start: int, end: int, allow: AllowList) -> bool:
+    """ "after 2nd cath", "placed on 1st step", "the 3rd cdiff": an ordinal that counts the thing after it."""
+    if not ORDINAL.fullmatch(text[start:end].strip()):
+        return False
+    after = NEXT_WORD.match(text, end)
+    return bool(after) and (after[1].lower() in COUNTED or after[1].lower() in allow.vocabulary)
+
+
+ORDINAL = re.compile(r"(?i)\d{1,2}(?:st|nd|rd|th)")
+NEXT_WORD = re.compile(r"[ \t]+([A-Za-z]+)")
+COUNTED = frozenset(
+    "one ones step steps time times try attempt attempts set sets round rounds dose doses bag bags line".split()
+)
+DATE_CUE_BEFORE = re.compile(
+    r"(?i)\b(?:on|since|until|till|from|by|dated?|of|for|before|after|booked|scheduled|planned|due)\s*$"
+)
+
+
 def vetoes_date(text: str, start: int, end: int) -> str | None:
     """Vetoes that hold even against a date rule's format: lab and vent chains, doses, vital-sign cues."""
     value = text[start:end]
     line_before = text[text.rfind("\n", 0, start) + 1 : start][-40:]
     if value[:1].isdigit() and VENT_BEFORE.search(line_before):
         return "ventilator settings"
+    if is_small_fraction(value) and not DATE_CUE_BEFORE.search(line_before):
+        return "a half, third or quarter (no date cue before it)"
     if not DIGITS_ONLY.fullmatch(value):
         return None
     if not could_be_date(value):

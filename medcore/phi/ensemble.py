@@ -4,13 +4,16 @@ Recall comes first: a missed identifier leaks, a false alarm only costs a word o
 the sources is kept, and only a documented veto removes a span:
 
 1. Rules anchored on a cue word or an unambiguous format (score >= ANCHORED: "Dr. Smith", "MRN 1234567",
-   a full date, a phone number, an age over 89) are kept, with two exceptions that clinical text forces:
-   a "date" inside a blood gas, a ventilator setting or a dose ("7.42/56/96", "BIPAP 10/5", "1/4 NS"), and a
+   a full date, a phone number, an age over 89) are kept, with the exceptions that clinical text forces:
+   a "date" inside a blood gas, a ventilator setting or a dose ("7.42/56/96", "BIPAP 10/5", "1/4 NS"), a half,
+   third or quarter with no date cue before it ("crackles up 1/2"), an ordinal that counts ("after 2nd cath"), and a
    "name" made only of stop words or clinical words ("SR. No ectopy", "After NP suctioning") unless a personal
    title stands before it ("Dr. Bell").
 2. The tagger's spans (P(PHI) >= the configured threshold) are kept unless clinical context vetoes them
-   (medcore.phi.context: measurements, times, lab chains, laterality, clinical vocabulary). Number spans are
-   first grown over the digits and slashes around them, so "5/10" is judged whole, not as "/10".
+   (medcore.phi.context: measurements, times, lab chains, laterality, clinical vocabulary), and unless the tagger
+   is unsure of a name or place made of misspelt clinical words ("amiodaronee", "PATINET"; never a known given
+   name or surname) or of a kind of place alone ("admitted to hosp"). Number spans are first grown over the
+   digits and slashes around them, so "5/10" is judged whole, not as "/10".
 3. Shape-only rules (below ANCHORED, already filtered by the allow-list) are kept unless context vetoes them;
    the weakest (below WEAK_RULE: a capitalised word before "is") only where the tagger also flags the text.
 4. Every other occurrence of a name kept on firm ground (an anchored rule, or a sure tagger) in the same text
@@ -19,12 +22,15 @@ the sources is kept, and only a documented veto removes a span:
    tagger, else by the strongest member.
 6. Edges are tidied: a name takes in the initial before it ("W. Marotta") and loses the titles, roles,
    relatives and status words around it ("DTR Philomena", "Jones AWARE", "DR Jones", "Lavely NOTIFED"); a
-   tagger's date loses the clock time and plain words beside it ("0330 3/7", "nutrition strategy 4/16").
+   tagger's date loses the clock time and plain words beside it ("0330 3/7", "nutrition strategy 4/16"); a
+   place loses the kind of place and a unit's one-digit number at its edges ("Kernan hospital", "Baltimore
+   Rehab", "QUARTERMAIN 2"), while an address keeps its numbers ("19 Clover St.", "Villacher Strasse 89").
    Those words identify no one, and the text keeps its sense.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 from medcore.phi.config import AllowList
@@ -33,13 +39,16 @@ from medcore.phi.context import (
     MEASURE,
     WEEKDAYS,
     after_title,
+    is_location_edge_word,
+    is_misspelt_vocabulary,
     is_name_edge_word,
+    is_ordinal_count,
     span_words,
     vetoes_date,
     vetoes_guess,
 )
 from medcore.phi.detect import Span, merge_spans, overlaps_any, propagate_names, stop_words
-from medcore.phi.recognizers import ANCHORED, MONTH
+from medcore.phi.recognizers import ANCHORED, MONTH, first_names, last_names
 from medcore.phi.surrogates import is_over_89
 from medcore.token_windows import CharSpan
 
@@ -101,15 +110,38 @@ def keep_guess(text: str, span: Span, allow: AllowList) -> bool:
     age = text[span.start : span.end]
     if span.type == "AGE" and any(c.isdigit() for c in age) and not is_over_89(age):
         return False  # Safe Harbor aggregates only ages over 89; a younger age is not an identifier
+    if span.type == "DATE" and is_ordinal_count(text, span.start, span.end, allow):
+        return False  # "after 2nd cath": a count, not the 2nd of a month
     if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow) and not is_firm(span):
         return False  # "Goal", "Team", "She": prose, unless the tagger is sure
+    if span.type in ("NAME", "LOCATION") and is_misspelt_guess(text[span.start : span.end], span, allow):
+        return False  # "amiodaronee", "DUCOLAX": a misspelt drug is no person, unless the tagger is sure
+    if span.type == "LOCATION" and all(
+        is_location_edge_word(w, number=False) for w in span_words(text[span.start : span.end])
+    ):
+        return False  # "admitted to hosp", "Harbor" + "Hosp" tagged apart: the kind of place names none
     return vetoes_guess(text, span.start, span.end, span.type, allow) is None
+
+
+def is_misspelt_guess(value: str, span: Span, allow: AllowList) -> bool:
+    """An unsure tagger guess made of clinical words, some misspelt, none a known given name or surname
+    ("Norman" is one edit from "normal", and still a name)."""
+    if span.recognizer != TAGGER_NAME or is_firm(span) or any(w in known_names() for w in span_words(value)):
+        return False
+    return is_misspelt_vocabulary(value, allow)
+
+
+@functools.lru_cache(maxsize=1)
+def known_names() -> frozenset[str]:
+    return first_names() | last_names()
 
 
 def keep_anchored(text: str, span: Span, allow: AllowList) -> bool:
     """Rule 1: an anchored rule stands unless it is a lab/vent/dose "date" or a "name" of plain words."""
     if span.type == "DATE":
-        return vetoes_date(text, span.start, span.end) is None
+        return vetoes_date(text, span.start, span.end) is None and not is_ordinal_count(
+            text, span.start, span.end, allow
+        )
     if span.type == "NAME" and is_plain_name(text[span.start : span.end], allow):
         return span.recognizer == "title_name" and after_title(text, span.start)
     return True
@@ -178,6 +210,14 @@ def tidy_edges(text: str, span: Span, allow: AllowList) -> Span:
         while last - first > 1 and plain[first] and not all(plain[first + 1 : last]):
             first += 1
         while last - first > 1 and plain[last - 1] and not all(plain[first : last - 1]):
+            last -= 1
+    elif span.type == "LOCATION":  # a house number leads an address ("19 Clover St."); a unit's number trails
+        plain = [is_location_edge_word(clean(w), number=False) for w in words]
+        trailing = [is_location_edge_word(clean(w)) for w in words]
+        first, last = 0, len(words)
+        while last - first > 1 and plain[first] and not all(trailing[first + 1 : last]):
+            first += 1
+        while last - first > 1 and trailing[last - 1] and not all(plain[first : last - 1]):
             last -= 1
     elif span.type == "DATE" and span.recognizer == TAGGER_NAME:  # a rule's date has its shape on purpose
         clock = [not_a_date_part(clean(w), allow) for w in words]

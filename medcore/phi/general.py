@@ -34,7 +34,7 @@ PHONE_CUES = (
 PHONE_LABELS = r"office|fax|mobile|desk|home|work|cell"
 UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Flat|Unit|Room|Rm\.?)"
 ADDRESS_CUES = (
-    r"address(?:[ \t]+is)?|lives[ \t]+(?:at|on)|living[ \t]+at|resides[ \t]+at|moved[ \t]+to|located[ \t]+at|"
+    r"(?<!\bwill[ \t])(?<!\bto[ \t])(?<!\bcan[ \t])(?<!\bshould[ \t])(?<!\bmust[ \t])address(?:[ \t]+is)?|lives[ \t]+(?:at|on)|living[ \t]+at|resides[ \t]+at|moved[ \t]+to|located[ \t]+at|"
     r"send[ \t]+(?:it|this|them|a[ \t]+new[ \t]+one)?[ \t]*to|deliver(?:ed)?[ \t]+to|ship(?:ped)?[ \t]+to|mail(?:ed)?[ \t]+to|"
     r"meet[ \t]+(?:me|us)[ \t]+at|drops?[ \t]+you[ \t]+off[ \t]+at|arrived[ \t]+at|stop[ \t]+at|enter[ \t]+on|"
     r"it's[ \t]+in|is[ \t]+at|at[ \t]+the[ \t]+corner[ \t]+of|corner[ \t]+of"
