@@ -1,10 +1,12 @@
 """Patient-grouped cross-validation of MedCore's PHI detection on real development notes (PhysioNet deid).
 
-    .venv/bin/python bench/phi_cv.py [--folds 5] [--epochs 3] [--record] [--student]
+    .venv/bin/python bench/phi_cv.py [--folds 5] [--epochs 3] [--record] [--student | --combined]
         [--dev-repeat N] [--encoder-layers N] [--max-length N] [--taggers-dir DIR]
 
 --student scores the fast student tagger (medcore/phi/resources/fast-tagger) instead: each fold's encoder tagger is distilled
 (medcore.train.phi_student) on that fold's corpus, so the student never sees its held-out patients either.
+--combined scores the combined tagger (medcore/phi/resources/combined-tagger): each fold's encoder tagger and its
+student, their probabilities averaged with the shipped record's weights (--encoder-weight to try others).
 The next four try a tagger variant under the same folds: the real notes weighed N times, an encoder cut to its
 first N layers (faster, see medcore.train.phi_tagger.shallow_encoder), other windows; --taggers-dir keeps the fold
 taggers so that a rerun reuses them.
@@ -30,11 +32,19 @@ import tempfile
 from pathlib import Path
 
 from medcore.fileio import sha256_files
-from medcore.phi.config import ENCODER_TAGGER, FAST_TAGGER, RedactionConfig, load_allowlist
+from medcore.phi.config import COMBINED_TAGGER, ENCODER_TAGGER, FAST_TAGGER, RedactionConfig, load_allowlist
 from medcore.phi.detect import detect_rules
 from medcore.phi.ensemble import combine_spans
 from medcore.phi.scoring import PhiScore
-from medcore.phi.tagger import ENCODER_LAYERS, load_tagger, tagger_record, weights_file
+from medcore.phi.tagger import (
+    COMBINED_KIND,
+    ENCODER_LAYERS,
+    TAGGER_RECORD,
+    combined_members,
+    load_tagger,
+    tagger_record,
+    weights_file,
+)
 from medcore.phi.tagger_corpus import NOT_SAFE_HARBOR, PHYSIONET_CATEGORY, physionet_patients
 from medcore.train.phi_student import StudentTrainConfig, train_student
 from medcore.train.phi_tagger import TaggerTrainConfig, record_cross_validation, train_tagger
@@ -141,9 +151,12 @@ def run_cv(args) -> dict:
                 log=lambda m: print(m, file=sys.stderr),
             )
         train_seconds.append(tagger_record(tagger_dir).get("train_seconds"))
-        if args.student:
+        if args.student or args.combined:
+            encoder_dir = tagger_dir
             tagger_dir = distil_fold(tagger_dir, scratch / f"fold{k}-student", held_out, args)
             train_seconds[-1] = [train_seconds[-1], tagger_record(tagger_dir).get("train_seconds")]
+            if args.combined:
+                tagger_dir = combine_fold(scratch / f"fold{k}-combined", encoder_dir, tagger_dir, args.encoder_weight)
         fold_pred = detect_fold(held, tagger_dir)
         for key, preds in fold_pred.items():
             predictions.setdefault(key, []).extend(preds)
@@ -166,6 +179,25 @@ def run_cv(args) -> dict:
         "at_threshold": by_threshold[chosen],
         "recall_target": RECALL_TARGET,
     }
+
+
+def combine_fold(out: Path, encoder: Path, student: Path, encoder_weight: float) -> Path:
+    """A combined tagger folder for one fold: a record naming the fold's two taggers (by path, nothing copied)."""
+    out.mkdir(parents=True, exist_ok=True)
+    members = [
+        {"folder": str(encoder.resolve()), "weight": encoder_weight},
+        {"folder": str(student.resolve()), "weight": round(1 - encoder_weight, 6)},
+    ]
+    (out / TAGGER_RECORD).write_text(json.dumps({"kind": COMBINED_KIND, "members": members}, indent=2) + "\n")
+    return out
+
+
+def shipped_encoder_weight() -> float:
+    """The encoder tagger's weight in the shipped combined tagger (its record names both members)."""
+    for member, weight in combined_members(COMBINED_TAGGER):
+        if member == ENCODER_TAGGER.resolve():
+            return weight / sum(w for _, w in combined_members(COMBINED_TAGGER))
+    return 0.7
 
 
 def distil_fold(teacher: Path, out: Path, held_out: list[str], args) -> Path:
@@ -215,19 +247,32 @@ def main(argv: list[str] | None = None) -> int:
         default=StudentTrainConfig.model_fields["extra_notes"].default,
         help="Generated notes the student learns from beyond the teacher's corpus.",
     )
+    parser.add_argument(
+        "--combined", action="store_true", help="Score each fold's encoder tagger and student combined."
+    )
+    parser.add_argument(
+        "--encoder-weight",
+        type=float,
+        default=None,
+        help="The encoder tagger's weight in --combined (default: the shipped combined tagger's).",
+    )
     parser.add_argument("--taggers-dir", type=Path, help="Keep (and reuse) each fold's tagger here.")
     parser.add_argument(
         "--record",
         action="store_true",
-        help="Write the chosen threshold into the shipped tagger (the fast student with --student, else the encoder tagger).",
+        help="Write the chosen threshold into the shipped tagger (the fast student with --student, the combined one "
+        "with --combined, else the encoder tagger).",
     )
     args = parser.parse_args(argv)
+    if args.encoder_weight is None:
+        args.encoder_weight = shipped_encoder_weight()
     if not DEV_NOTES.exists():
         print(json.dumps({"skipped": f"{DEV_NOTES} not found"}))
         return 0
     results = run_cv(args)
     if args.record:
-        record_cross_validation(FAST_TAGGER if args.student else ENCODER_TAGGER, results["threshold"], results)
+        shipped = COMBINED_TAGGER if args.combined else FAST_TAGGER if args.student else ENCODER_TAGGER
+        record_cross_validation(shipped, results["threshold"], results)
     for t, f in results["by_threshold"].items():
         print(
             f"threshold {t:>5}: recall {f['recall']:.4f} precision {f['precision']:.4f} {f['per_category_recall']}",

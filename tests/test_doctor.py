@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from medcore import doctor
+from medcore.phi.tagger import load_tagger
 
 
 def run_doctor(workspace, capsys) -> tuple[int, str]:
@@ -32,6 +33,7 @@ def test_doctor_passes_here_in_a_real_subprocess(workspace):
 def test_a_hidden_package_is_named_with_its_fix_and_exits_1(workspace, capsys, monkeypatch):
     # None in sys.modules makes `import peft` fail, exactly as if it were not installed.
     monkeypatch.setitem(sys.modules, "peft", None)
+    load_tagger.cache_clear()  # as in a fresh process: a tagger an earlier test loaded would need no peft
     code, out = run_doctor(workspace, capsys)
     assert code == 1
     assert "FAIL  peft: not installed (cannot import peft). Fix: pip install 'peft>=0.21'" in out

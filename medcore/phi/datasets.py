@@ -60,7 +60,7 @@ def redact_dataset(
     """Redact every column of dataset `name` into a new dataset `<name>-redacted` (or `out_name`).
 
     Args:
-        tagger: the PHI tagger, by name (`encoder`, `fast`, `none`) or folder (None: the default tagger).
+        tagger: the PHI tagger, by name (`combined`, `encoder`, `fast`, `none`) or folder (None: the default tagger).
         threshold: the PHI tagger's threshold (None: the one cross-validation chose, recorded with the tagger).
         keep, drop: this run's overrides of the column decisions (see preview_column_decisions).
         not_phi: more columns the user vouches hold no PHI; kept, and recorded in the new mapping.

@@ -71,7 +71,7 @@ def _start_redaction(
 
     keep, drop, not_phi: column overrides, as for redact_dataset (preview them with preview_column_decisions).
     threshold: the PHI tagger's threshold (None: the tagger's cross-validated default).
-    tagger: the PHI tagger by name (`encoder`, `fast`, `none`) or folder (None: the default tagger).
+    tagger: the PHI tagger by name (`combined`, `encoder`, `fast`, `none`) or folder (None: the default tagger).
     """
     from medcore.data.encryption import check_dataset_key
     from medcore.data.manifest import check_dataset_name, dataset_dir, read_manifest

@@ -25,7 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from medcore.errors import MedcoreError
 from medcore.fileio import sha256_files
 from medcore.phi.config import ENCODER_TAGGER, FAST_TAGGER
-from medcore.phi.tagger import TAGGER_RECORD, has_tagger, is_student, load_tagger, tagger_record, weights_file
+from medcore.phi.tagger import (
+    TAGGER_RECORD,
+    has_tagger,
+    is_combined,
+    is_student,
+    load_tagger,
+    tagger_record,
+    weights_file,
+)
 from medcore.phi.tagger_corpus import TAGGER_TYPES, register_notes
 from medcore.rundir import write_json_atomic
 from medcore.token_windows import IGNORE, TAG_FILE, window_labels
@@ -189,7 +197,7 @@ def train_student(config: StudentTrainConfig, log=print) -> dict:
 
     from medcore.phi.student import StudentShape, build_student
 
-    if not has_tagger(config.teacher) or is_student(config.teacher):
+    if not has_tagger(config.teacher) or is_student(config.teacher) or is_combined(config.teacher):
         raise MedcoreError(
             f"No encoder tagger at {config.teacher} to distil: train one with `medcore phi train-tagger --out DIR`."
         )
