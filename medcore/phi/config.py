@@ -153,8 +153,8 @@ class RedactionConfig(BaseModel):
 
 
 def tagger_folder(value: str | Path | None) -> Path | None:
-    """A tagger setting as a folder: a shipped tagger's name (`combined`, `encoder`, `fast`), `none` (None: the rules alone), or
-    a folder path. Names win over a folder of the same name in the working directory."""
+    """A tagger setting as a folder: a shipped tagger's name (`combined`, `encoder`, `fast`), `none` (None: the rules
+    alone), or a folder path. Names win over a folder of the same name in the working directory."""
     if value is None:
         return None
     text = str(value).strip()
