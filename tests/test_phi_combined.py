@@ -83,6 +83,18 @@ def test_a_missing_member_is_named_before_anything_loads(tmp_path):
     assert not has_tagger(nested)  # a combined tagger's members are taggers of their own
 
 
+@pytest.mark.parametrize(
+    "members", [[], [{"folder": "../tagger"}], [{"folder": "../tagger", "weight": 0}], "../tagger"]
+)
+def test_a_malformed_record_says_how_to_write_it(tmp_path, members):
+    folder = tmp_path / "combined"
+    folder.mkdir()
+    (folder / TAGGER_RECORD).write_text(json.dumps({"kind": "combined", "members": members}))
+    assert not has_tagger(folder) and not tagger_info(folder).available
+    with pytest.raises(MedcoreError, match="must list its members"):
+        load_tagger(folder)
+
+
 def test_members_that_read_other_windows_are_refused(tmp_path):
     student = tmp_path / "student"
     shutil.copytree(FAST_TAGGER, student)

@@ -168,11 +168,22 @@ def is_combined(folder: Path) -> bool:
 
 
 def combined_members(folder: Path) -> list[tuple[Path, float]]:
-    """A combined tagger's member folders (relative paths are to its own folder) and their weights."""
-    return [
-        ((Path(folder) / member["folder"]).resolve(), float(member["weight"]))
-        for member in tagger_record(folder).get("members", [])
-    ]
+    """A combined tagger's member folders (relative paths are to its own folder) and their weights.
+
+    Raises:
+        MedcoreError: the record's members are not a list of {"folder": ..., "weight": a positive number}.
+    """
+    members = tagger_record(folder).get("members", [])
+    try:
+        named = [((Path(folder) / m["folder"]).resolve(), float(m["weight"])) for m in members]
+    except (TypeError, KeyError, ValueError):
+        named = []
+    if not named or any(weight <= 0 for _, weight in named):
+        raise MedcoreError(
+            f"The combined PHI tagger's record {Path(folder) / TAGGER_RECORD} must list its members as "
+            '"members": [{"folder": "../tagger", "weight": 0.7}, ...] with positive weights.'
+        )
+    return named
 
 
 def missing_members(folder: Path) -> list[Path]:
@@ -182,7 +193,10 @@ def missing_members(folder: Path) -> list[Path]:
 
 def has_tagger(folder: Path = DEFAULT_TAGGER) -> bool:
     if is_combined(folder):
-        return bool(combined_members(folder)) and not missing_members(folder)
+        try:
+            return not missing_members(folder)
+        except MedcoreError:  # a malformed record: require_tagger says what is wrong with it
+            return False
     return is_student(folder) or (Path(folder) / "adapter_config.json").exists()
 
 
@@ -192,8 +206,8 @@ def require_tagger(folder: Path | None) -> Path | None:
     if folder is None:
         return None
     folder = Path(folder)
-    if is_combined(folder) and not has_tagger(folder):
-        missing = ", ".join(str(m) for m in missing_members(folder)) or "none are named"
+    if is_combined(folder) and (missing := missing_members(folder)):
+        missing = ", ".join(str(m) for m in missing)
         raise MedcoreError(
             f"The combined PHI tagger at {folder} needs its member taggers, and some are missing ({missing}). "
             "Rebuild them with `medcore phi train-tagger`, or name one tagger (--tagger encoder or fast)."
@@ -226,8 +240,8 @@ def quiet_transformers():
 
 @functools.lru_cache(maxsize=4)  # a combined tagger and its two members
 def load_tagger(folder: Path = DEFAULT_TAGGER) -> PhiTagger:
-    """The tagger in `folder`, in eval mode, cached per process: a distilled student (student.safetensors), else
-    the base encoder + adapter, merged.
+    """The tagger in `folder`, in eval mode, cached per process: a combined tagger's members (each loaded as itself),
+    a distilled student (student.safetensors), else the base encoder + adapter, merged.
 
     Raises:
         MedcoreError: the folder holds no tagger (with how to build one).
