@@ -317,10 +317,17 @@ def warm_up() -> None:
 
 
 def tagger_description(info) -> str:
-    """One line on what kind of tagger `info` is (encoder or fast), for a user choosing between them."""
+    """One line on what kind of tagger `info` is (encoder, fast or combined), for a user choosing between them."""
     from medcore.phi.console_info import TAGGER_KINDS
 
     return TAGGER_KINDS[info.kind]
+
+
+def stale_figures_message() -> str:
+    """What the PHI page says when a tagger was rebuilt after its figures were measured."""
+    from medcore.phi.console_info import STALE_FIGURES
+
+    return STALE_FIGURES
 
 
 def tagger_choices() -> dict[str, Path]:

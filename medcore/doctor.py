@@ -183,7 +183,7 @@ def check_encoder() -> CheckResult:
 def check_phi_tagger() -> CheckResult:
     """The learned PHI tagger ships inside the package; without it redaction refuses to run (recall would drop)."""
     from medcore.phi.config import DEFAULT_TAGGER
-    from medcore.phi.tagger import combined_members, has_tagger, load_tagger, tagger_record
+    from medcore.phi.tagger import combined_members, figures_are_current, has_tagger, load_tagger, tagger_record
 
     fix = "reinstall medcore (the tagger is package data), or rebuild it with `medcore phi train-tagger`"
     if not has_tagger():
@@ -197,9 +197,11 @@ def check_phi_tagger() -> CheckResult:
     measured = f", cross-validated recall {cv['recall']:.3f} precision {cv['precision']:.3f}" if cv else ""
     members = [member for member, _ in combined_members(DEFAULT_TAGGER)] or [DEFAULT_TAGGER]
     trained = ", ".join(f"{m.name} trained {tagger_record(m).get('trained_at', '?')}" for m in members)
-    return CheckResult(
-        "phi tagger", "ok", f"{DEFAULT_TAGGER.name} ({trained}), threshold {record.get('threshold', '?')}{measured}"
-    )
+    detail = f"{DEFAULT_TAGGER.name} ({trained}), threshold {record.get('threshold', '?')}{measured}"
+    if figures_are_current() is False:
+        fix = "measure it again: python bench/phi_cv.py --record (--student, --combined for those taggers)"
+        return CheckResult("phi tagger", "warn", f"{detail}, measured on an earlier build of the tagger", fix)
+    return CheckResult("phi tagger", "ok", detail)
 
 
 def check_disk(root: Path) -> CheckResult:

@@ -305,6 +305,18 @@ def test_threshold_shows_its_measured_figures_and_reaches_detection(notes, stand
     assert any("nearest measured threshold 0.5" in c for c in texts(at, "caption"))
 
 
+def test_figures_measured_on_an_earlier_build_are_marked_stale(notes, stand_in_tagger):
+    folder = console_info.DEFAULT_TAGGER
+    at = open_page("phi", timeout=TIMEOUT)
+    assert not [w for w in texts(at, "warning") if "earlier build" in w]  # no weights hash recorded: not judged
+    record = {**RECORD, "cross_validation": {**RECORD["cross_validation"], "tagger_sha256": "0" * 64}}
+    (folder / TAGGER_RECORD).write_text(json.dumps(record))  # measured on other weights than the folder holds
+    at = open_page("phi", timeout=TIMEOUT)
+    assert not at.exception, texts(at, "exception")
+    assert any("earlier build" in w and "bench/phi_cv.py --record" in w for w in texts(at, "warning"))
+    assert {m.label: m.value for m in at.metric}["Recall (cross-validated)"] == "0.991"  # still shown, flagged
+
+
 def test_the_fast_tagger_can_be_chosen_with_its_own_figures_and_reaches_the_job(planted, stand_in_tagger, monkeypatch):
     if not has_tagger(FAST_TAGGER):
         pytest.skip(f"no fast tagger at {FAST_TAGGER}: build it with `medcore phi train-student`")

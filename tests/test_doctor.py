@@ -79,3 +79,13 @@ def test_a_crashing_check_is_reported_not_raised():
 def test_version_floors_compare_release_numbers():
     assert doctor.parse_version("2.13.0+cpu") == (2, 13, 0)
     assert doctor.parse_version("0.19.10") > doctor.parse_version("0.19.8")
+
+
+def test_a_tagger_rebuilt_after_its_figures_were_measured_is_a_warning(monkeypatch):
+    import medcore.phi.tagger as tagger
+
+    assert doctor.check_phi_tagger().status == "ok"  # the shipped figures were measured on the shipped weights
+    monkeypatch.setattr(tagger, "figures_are_current", lambda folder=None: False)  # as after a rebuild
+    result = doctor.check_phi_tagger()
+    assert result.status == "warn" and "earlier build" in result.detail
+    assert "bench/phi_cv.py --record" in result.fix

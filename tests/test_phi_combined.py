@@ -17,6 +17,7 @@ from medcore.phi.tagger import (
     CombinedTagger,
     combined_members,
     describe_settings,
+    figures_are_current,
     has_tagger,
     load_tagger,
     require_tagger,
@@ -116,3 +117,25 @@ def test_cli_redacts_with_the_combined_tagger(workspace, tmp_path):
     assert settings["threshold"] == resolve_threshold(RedactionConfig(tagger="combined"))
     redacted = out.read_text()
     assert "JONES" not in redacted and "410-555-0199" not in redacted
+
+
+def test_recorded_figures_go_stale_when_a_member_or_weight_changes(tmp_path):
+    from medcore.train.phi_tagger import record_cross_validation
+
+    folder = write_combined(tmp_path / "combined", [(ENCODER_TAGGER, 0.7), (FAST_TAGGER, 0.3)])
+    assert figures_are_current(folder) is None  # nothing measured yet
+    results = {"folds": 5, "notes": 944, "by_threshold": {"0.3": {"recall": 0.97, "precision": 0.91}}}
+    record_cross_validation(folder, 0.3, results)
+    assert figures_are_current(folder) is True and not tagger_info(folder).stale
+    record = json.loads((folder / TAGGER_RECORD).read_text())
+    record["members"][1]["weight"] = 0.5
+    (folder / TAGGER_RECORD).write_text(json.dumps(record))
+    assert figures_are_current(folder) is False and tagger_info(folder).stale
+
+
+@pytest.mark.parametrize("folder", [ENCODER_TAGGER, FAST_TAGGER, COMBINED_TAGGER], ids=["encoder", "fast", "combined"])
+def test_the_shipped_taggers_figures_were_measured_on_their_weights(folder):
+    assert figures_are_current(folder) is True, (
+        f"{folder} was rebuilt after its figures were measured: run bench/phi_cv.py --record "
+        "(--student for the fast tagger, --combined for the combined one)"
+    )

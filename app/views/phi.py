@@ -95,6 +95,8 @@ def choose_threshold(info) -> float | None:
         f"Measured at {at:g}{where} by patient-grouped cross-validation ({info.folds} folds, {info.notes} notes). "
         f"Default {info.threshold:g}: the threshold cross-validation chose."
     )
+    if info.stale:
+        cols[0].warning(services.stale_figures_message(), icon=":material/warning:")
     if figures.get("per_category_recall"):
         with cols[0].expander("Recall per category"):
             recall = figures["per_category_recall"]

@@ -19,9 +19,21 @@ from typing import get_args
 from medcore.errors import MedcoreError
 from medcore.phi.config import DEFAULT_TAGGER, SHIPPED_TAGGERS, Method, RedactionConfig, build_config
 from medcore.phi.ensemble import TAGGER_NAME
-from medcore.phi.tagger import has_tagger, is_combined, is_student, load_tagger, resolve_threshold, tagger_record
+from medcore.phi.tagger import (
+    figures_are_current,
+    has_tagger,
+    is_combined,
+    is_student,
+    load_tagger,
+    resolve_threshold,
+    tagger_record,
+)
 
 THRESHOLD_STEP = 0.01  # finer than the cross-validation grid (0.02 .. 0.7): figures are shown for the nearest value
+STALE_FIGURES = (
+    "These figures were measured on an earlier build of this tagger; it has been rebuilt since. Measure them again "
+    "with `bench/phi_cv.py --record` (--student for the fast tagger, --combined for the combined one)."
+)
 NO_FIGURES = "No cross-validated figures are recorded for this tagger: measure them with `bench/phi_cv.py --record`."
 
 
@@ -38,6 +50,7 @@ class TaggerInfo:
     notes: int | None = None
     trained_at: str | None = None
     kind: str = "encoder"  # a TAGGER_KINDS key
+    stale: bool = False  # the figures were measured on other weights (the tagger was rebuilt since)
 
 
 TAGGER_KINDS = {  # what each kind of tagger is, for a user choosing between them
@@ -82,7 +95,9 @@ def tagger_info(folder: Path | None = None) -> TaggerInfo:
         trained_at=record.get("trained_at"),
         kind=tagger_kind(folder),
     )
-    if not info.available:
+    if info.available:
+        info.stale = figures_are_current(folder) is False
+    else:
         info.problem = missing_tagger_problem(folder)
     return info
 

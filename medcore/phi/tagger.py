@@ -139,6 +139,14 @@ def describe_settings(config: RedactionConfig) -> dict:
     return {**settings, "tagger": {"sha256": digest, "dtype": dtype}, "threshold": resolve_threshold(config)}
 
 
+def figures_are_current(folder: Path = DEFAULT_TAGGER) -> bool | None:
+    """Whether the recorded cross-validated figures were measured on the tagger's present weights (for a combined
+    tagger, its present members and weights). None when the record does not say (figures recorded before this was
+    kept). A rebuild (`medcore phi train-tagger`) makes them stale until `bench/phi_cv.py --record` runs again."""
+    measured = (tagger_record(folder).get("cross_validation") or {}).get("tagger_sha256")
+    return None if measured is None else measured == tagger_sha256(folder)
+
+
 def tagger_sha256(folder: Path) -> str | None:
     """The tagger's identity: its weights' sha256; a combined tagger's, from its members' and their weights."""
     if is_combined(folder):

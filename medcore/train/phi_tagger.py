@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medcore.errors import MedcoreError
 from medcore.fileio import sha256_files
 from medcore.phi.config import CONFIG_DIR, ENCODER_TAGGER, FAST_TAGGER
-from medcore.phi.tagger import ENCODER_LAYERS, TAGGER_RECORD, tagger_record
+from medcore.phi.tagger import ENCODER_LAYERS, TAGGER_RECORD, tagger_record, tagger_sha256
 from medcore.phi.tagger_corpus import (
     TAGGER_TYPES,
     read_physionet,
@@ -283,7 +283,8 @@ def record_cross_validation(out: Path, threshold: float, results: dict) -> None:
     """Store the threshold chosen by cross-validation, and its figures, in the tagger's record."""
     record = tagger_record(out)
     record["threshold"] = threshold
-    record["cross_validation"] = results
+    # Which weights were measured: a later rebuild shows the figures as stale (medcore.phi.tagger.figures_are_current).
+    record["cross_validation"] = {**results, "tagger_sha256": tagger_sha256(Path(out))}
     write_json_atomic(Path(out) / TAGGER_RECORD, record)
 
 
