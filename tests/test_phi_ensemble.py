@@ -289,7 +289,13 @@ def test_an_ordinal_that_counts_is_not_a_date(text, value, allow):
 
 
 @pytest.mark.parametrize(
-    "text,value", [("i'm at the hospital. it's the 11th.", "11th"), ("seen on the 3rd at noon", "3rd")]
+    "text,value",
+    [
+        ("i'm at the hospital. it's the 11th.", "11th"),
+        ("seen on the 3rd at noon", "3rd"),
+        ("discharged on the 3rd Aug to rehab", "3rd"),  # "aug" is Augmentin in the vocabulary, and a month here
+        ("follow up on the 2nd Monday", "2nd"),
+    ],
 )
 def test_an_ordinal_day_stays_a_date(text, value, allow):
     rule = Span(text.index(value), text.index(value) + len(value), "DATE", 0.9, "date_ordinal_day", "DATE")

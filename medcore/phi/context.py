@@ -289,11 +289,17 @@ def is_ordinal_count(text: str, start: int, end: int, allow: AllowList) -> bool:
     if not ORDINAL.fullmatch(text[start:end].strip()):
         return False
     after = NEXT_WORD.match(text, end)
-    return bool(after) and (after[1].lower() in COUNTED or after[1].lower() in allow.vocabulary)
+    if not after or MONTH_NAME.fullmatch(after[1]) or after[1].lower() in WEEKDAYS | {"am", "pm"}:
+        return False  # "the 3rd Aug" ("aug" is also Augmentin), "the 2nd Monday", "the 5th am": a date
+    return after[1].lower() in COUNTED or after[1].lower() in allow.vocabulary
 
 
 ORDINAL = re.compile(r"(?i)\d{1,2}(?:st|nd|rd|th)")
 NEXT_WORD = re.compile(r"[ \t]+([A-Za-z]+)")
+MONTH_NAME = re.compile(
+    r"(?i)jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|"
+    r"nov(?:ember)?|dec(?:ember)?"
+)
 COUNTED = frozenset(
     "one ones step steps time times try attempt attempts set sets round rounds dose doses bag bags line".split()
 )
