@@ -154,11 +154,12 @@ def run_cv(args) -> dict:
             )
         train_seconds.append(tagger_record(tagger_dir).get("train_seconds"))
         if args.student or args.combined:
-            encoder_dir = tagger_dir
-            tagger_dir = distil_fold(tagger_dir, scratch / f"fold{k}-student", held_out, args)
-            train_seconds[-1] = [train_seconds[-1], tagger_record(tagger_dir).get("train_seconds")]
-            if args.combined:
-                tagger_dir = combine_fold(scratch / f"fold{k}-combined", encoder_dir, tagger_dir, args.encoder_weight)
+            student_dir = distil_fold(tagger_dir, scratch / f"fold{k}-student", held_out, args)
+            train_seconds[-1] = [train_seconds[-1], tagger_record(student_dir).get("train_seconds")]
+            if args.combined:  # the fold's encoder tagger and its student together
+                tagger_dir = combine_fold(scratch / f"fold{k}-combined", tagger_dir, student_dir, args.encoder_weight)
+            else:
+                tagger_dir = student_dir
         fold_pred = detect_fold(held, tagger_dir)
         for key, preds in fold_pred.items():
             predictions.setdefault(key, []).extend(preds)
@@ -196,10 +197,8 @@ def combine_fold(out: Path, encoder: Path, student: Path, encoder_weight: float)
 
 def shipped_encoder_weight() -> float:
     """The encoder tagger's weight in the shipped combined tagger (its record names both members)."""
-    for member, weight in combined_members(COMBINED_TAGGER):
-        if member == ENCODER_TAGGER.resolve():
-            return weight / sum(w for _, w in combined_members(COMBINED_TAGGER))
-    return 0.7
+    weights = dict(combined_members(COMBINED_TAGGER))
+    return weights[ENCODER_TAGGER.resolve()] / sum(weights.values())
 
 
 def distil_fold(teacher: Path, out: Path, held_out: list[str], args) -> Path:

@@ -183,7 +183,14 @@ def check_encoder() -> CheckResult:
 def check_phi_tagger() -> CheckResult:
     """The learned PHI tagger ships inside the package; without it redaction refuses to run (recall would drop)."""
     from medcore.phi.config import DEFAULT_TAGGER
-    from medcore.phi.tagger import combined_members, figures_are_current, has_tagger, load_tagger, tagger_record
+    from medcore.phi.tagger import (
+        REMEASURE,
+        combined_members,
+        figures_are_current,
+        has_tagger,
+        load_tagger,
+        tagger_record,
+    )
 
     fix = "reinstall medcore (the tagger is package data), or rebuild it with `medcore phi train-tagger`"
     if not has_tagger():
@@ -199,7 +206,7 @@ def check_phi_tagger() -> CheckResult:
     trained = ", ".join(f"{m.name} trained {tagger_record(m).get('trained_at', '?')}" for m in members)
     detail = f"{DEFAULT_TAGGER.name} ({trained}), threshold {record.get('threshold', '?')}{measured}"
     if figures_are_current() is False:
-        fix = "measure it again: python bench/phi_cv.py --record (--student, --combined for those taggers)"
+        fix = f"measure it again: python {REMEASURE}"
         return CheckResult("phi tagger", "warn", f"{detail}, measured on an earlier build of the tagger", fix)
     return CheckResult("phi tagger", "ok", detail)
 

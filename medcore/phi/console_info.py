@@ -20,6 +20,7 @@ from medcore.errors import MedcoreError
 from medcore.phi.config import DEFAULT_TAGGER, SHIPPED_TAGGERS, Method, RedactionConfig, build_config
 from medcore.phi.ensemble import TAGGER_NAME
 from medcore.phi.tagger import (
+    REMEASURE,
     figures_are_current,
     has_tagger,
     is_combined,
@@ -32,7 +33,7 @@ from medcore.phi.tagger import (
 THRESHOLD_STEP = 0.01  # finer than the cross-validation grid (0.02 .. 0.7): figures are shown for the nearest value
 STALE_FIGURES = (
     "These figures were measured on an earlier build of this tagger; it has been rebuilt since. Measure them again "
-    "with `bench/phi_cv.py --record` (--student for the fast tagger, --combined for the combined one)."
+    f"with {REMEASURE}."
 )
 NO_FIGURES = "No cross-validated figures are recorded for this tagger: measure them with `bench/phi_cv.py --record`."
 

@@ -172,14 +172,7 @@ def edit_distance(a: str, b: str) -> int:
 
 def one_edit_apart(a: str, b: str) -> bool:
     """One letter inserted, dropped, changed, or two neighbours swapped."""
-    if a == b or abs(len(a) - len(b)) > 1:
-        return False
-    if len(a) == len(b):
-        diff = [i for i in range(len(a)) if a[i] != b[i]]
-        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
-        return len(diff) == 1 or swapped
-    short, long = sorted((a, b), key=len)
-    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+    return abs(len(a) - len(b)) <= 1 and edit_distance(a, b) == 1
 
 
 def is_lone_letter(text: str, start: int, end: int) -> bool:

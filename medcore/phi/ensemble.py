@@ -206,19 +206,12 @@ def tidy_edges(text: str, span: Span, allow: AllowList) -> Span:
         words.insert(0, (initial.start(), initial.start() + 2))
     if span.type == "NAME":
         plain = [is_name_edge_word(clean(w)) for w in words]
-        first, last = 0, len(words)
-        while last - first > 1 and plain[first] and not all(plain[first + 1 : last]):
-            first += 1
-        while last - first > 1 and plain[last - 1] and not all(plain[first : last - 1]):
-            last -= 1
+        first, last = kept_run(plain, plain)
     elif span.type == "LOCATION":  # a house number leads an address ("19 Clover St."); a unit's number trails
-        plain = [is_location_edge_word(clean(w), number=False) for w in words]
-        trailing = [is_location_edge_word(clean(w)) for w in words]
-        first, last = 0, len(words)
-        while last - first > 1 and plain[first] and not all(trailing[first + 1 : last]):
-            first += 1
-        while last - first > 1 and trailing[last - 1] and not all(plain[first : last - 1]):
-            last -= 1
+        first, last = kept_run(
+            [is_location_edge_word(clean(w), number=False) for w in words],
+            [is_location_edge_word(clean(w)) for w in words],
+        )
     elif span.type == "DATE" and span.recognizer == TAGGER_NAME:  # a rule's date has its shape on purpose
         clock = [not_a_date_part(clean(w), allow) for w in words]
         first, last = 0, len(words)
@@ -232,6 +225,17 @@ def tidy_edges(text: str, span: Span, allow: AllowList) -> Span:
         return span
     start, end = trim_punctuation(text, words[first][0], words[last - 1][1])
     return Span(start, end, span.type, span.score, span.recognizer, span.subtype) if start < end else span
+
+
+def kept_run(plain_leading: list[bool], plain_trailing: list[bool]) -> tuple[int, int]:
+    """The words [first, last) left once plain words are dropped from each edge, as long as one that is not plain
+    remains: a span of plain words only ("Ward 3", "Dr") is kept whole."""
+    first, last = 0, len(plain_leading)
+    while last - first > 1 and plain_leading[first] and not all(plain_trailing[first + 1 : last]):
+        first += 1
+    while last - first > 1 and plain_trailing[last - 1] and not all(plain_leading[first : last - 1]):
+        last -= 1
+    return first, last
 
 
 def type_authority(span: Span) -> int:

@@ -42,6 +42,8 @@ TAGGER_RECORD = "tagger.json"  # how the tagger was trained: data, seed, metrics
 DTYPE_ENV = "MEDCORE_TAGGER_DTYPE"
 ENCODER_LAYERS = 6  # the packaged MiniLM's depth; a tagger may keep fewer (tagger.json: config.encoder_layers)
 STUDENT_WEIGHTS = "student.safetensors"  # a distilled student tagger's weights (medcore.phi.student)
+# How to measure a tagger's figures again (after a rebuild makes them stale: figures_are_current).
+REMEASURE = "bench/phi_cv.py --record (--student for the fast tagger, --combined for the combined one)"
 COMBINED_KIND = "combined"  # tagger.json "kind" of a folder that names member taggers instead of holding weights
 # Windows per forward pass. The encoder gains nothing beyond 16 on a CPU; the student's LSTM steps through a window
 # piece by piece, so more windows per step pay for its per-step cost (64: 1.1x to 1.3x the student's speed at 16).
@@ -286,11 +288,7 @@ def load_combined(folder: Path) -> CombinedTagger:
     members = tuple(load_tagger(member) for member, _ in members_and_weights)
     first = members[0]
     for member in members[1:]:
-        if (member.tags.tags, member.tags.max_length, member.tags.stride) != (
-            first.tags.tags,
-            first.tags.max_length,
-            first.tags.stride,
-        ):
+        if member.tags != first.tags:  # tags, max_length and stride
             raise MedcoreError(
                 f"The combined PHI tagger at {folder} joins taggers that read different windows or tags "
                 f"({first.folder}, {member.folder}): combine taggers of one build (`medcore phi train-tagger`)."
