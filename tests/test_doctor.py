@@ -23,7 +23,15 @@ def test_doctor_passes_here_in_a_real_subprocess(workspace):
     assert all(line.startswith(("OK", "WARN")) for line in checks), proc.stdout
     names = {line.split(":", 1)[0].split(None, 1)[1] for line in checks}
     expected = {dist for dist, _, _ in doctor.REQUIRED_PACKAGES}
-    expected |= {"python", "cuda", "deepspeed accelerator", "spacy pipeline", "packaged encoder", "phi tagger"}
+    expected |= {
+        "python",
+        "cuda",
+        "deepspeed accelerator",
+        "deepspeed ops",
+        "spacy pipeline",
+        "packaged encoder",
+        "phi tagger",
+    }
     expected |= {"disk", "ram"}
     assert names == expected
     assert str(workspace.root) in proc.stdout  # the disk check measured MEDCORE_HOME
@@ -66,6 +74,23 @@ def test_missing_spacy_pipeline_and_full_disk_fail_their_checks(tmp_path, monkey
     monkeypatch.setattr(doctor, "MIN_FREE_DISK_GIB", float("inf"))
     disk = doctor.check_disk(tmp_path / "not" / "created" / "yet")
     assert disk.status == "fail" and "MEDCORE_HOME" in disk.fix
+
+
+def test_unbuilt_deepspeed_ops_are_a_warning_with_the_build_command(tmp_path, monkeypatch):
+    from medcore.train import deepspeed_ops
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "empty-cache"))  # a machine that never built them
+    result = doctor.check_deepspeed_ops()
+    assert result.status == "warn" and "deepspeed_shm_comm" in result.detail and "cpu_adam" in result.detail
+    assert "python -m medcore.train.deepspeed_ops" in result.fix
+    assert not (tmp_path / "empty-cache").exists()  # the check creates nothing
+    built = tmp_path / "cache" / "py311_cpu" / "cpu_adam"
+    built.mkdir(parents=True)
+    (built / "cpu_adam.so").touch()
+    assert deepspeed_ops.missing_ops(tmp_path / "cache") == ["deepspeed_shm_comm"]
+    (tmp_path / "cache" / "deepspeed_shm_comm").mkdir()  # TORCH_EXTENSIONS_DIR's layout: no version folder
+    (tmp_path / "cache" / "deepspeed_shm_comm" / "deepspeed_shm_comm.so").touch()
+    assert deepspeed_ops.missing_ops(tmp_path / "cache") == []
 
 
 def test_a_crashing_check_is_reported_not_raised():
