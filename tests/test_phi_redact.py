@@ -387,7 +387,10 @@ def test_a_two_megabyte_note_is_redacted_whole(workspace, tmp_path):
     filler = "Patient stable on current medication, plan unchanged. " * 40_000  # about 2 MB
     src = tmp_path / "in.jsonl"
     write_jsonl(src, [{"text": f"Seen by Dr. Rose Hall. {filler}Call Dr. Rose Hall on 03/14/2023."}])
-    report = redact_file(src, tmp_path / "out.jsonl", ws=workspace)
+    # The fast tagger: the same windows over the whole note as the default, in a fifth of the time (a 2 MB note takes
+    # the combined tagger 50 s on 2 cores); tests of the tagger's windows cover the default's stitching.
+    config = build_config(tagger="fast")
+    report = redact_file(src, tmp_path / "out.jsonl", config=config, ws=workspace)
     text = json.loads((tmp_path / "out.jsonl").read_text())["text"]
     assert report.chars > 2_000_000 and "Rose Hall" not in text and "03/14/2023" not in text
 

@@ -22,7 +22,10 @@ HELD_OUT_SEED = 99  # generated notes of a seed the tagger never saw
 
 @pytest.fixture(scope="module")
 def small_tagger(tmp_path_factory):
-    """A tagger trained on 240 generated notes (2 ranks under torchrun), with Python-level networking refused."""
+    """A tagger trained on 240 generated notes (2 ranks under torchrun), with Python-level networking refused.
+
+    It keeps the encoder's first 3 layers (the shipped taggers keep 6): half the training time, and still about 0.2
+    above the rules' recall on held-out notes."""
     root = tmp_path_factory.mktemp("tagger")
     net_log = root / "connections.log"
     patch = pytest.MonkeyPatch()
@@ -38,6 +41,7 @@ def small_tagger(tmp_path_factory):
             max_length=128,
             micro_batch=8,
             lora_targets="auto",  # query/key/value: learns from 240 notes in CI time
+            encoder_layers=3,
         )
         record = train_tagger(config, log=lambda message: None)
     finally:
@@ -149,11 +153,12 @@ def test_a_tagger_loads_at_the_depth_its_record_gives(small_tagger, tmp_path):
     shallow = tmp_path / "tagger"
     shutil.copytree(folder, shallow)
     record = json.loads((shallow / TAGGER_RECORD).read_text())
-    record["config"]["encoder_layers"] = 3
+    assert record["config"]["encoder_layers"] == 3  # as the fixture trained it
+    record["config"]["encoder_layers"] = 2
     (shallow / TAGGER_RECORD).write_text(json.dumps(record))
     load_tagger.cache_clear()
-    assert len(load_tagger(shallow).model.base_model.encoder.layer) == 3
-    assert len(load_tagger(folder).model.base_model.encoder.layer) == 6
+    assert len(load_tagger(shallow).model.base_model.encoder.layer) == 2
+    assert len(load_tagger(folder).model.base_model.encoder.layer) == 3
 
 
 def test_development_notes_can_weigh_more_than_generated_ones(tmp_path):
