@@ -58,10 +58,13 @@ def trim_metrics(rd: RunDir, step: int) -> None:
 
 
 def save(job: Job, step: int) -> str:
+    # A checkpoint request is taken before the save starts: one made during the save gets a save of its own, and no
+    # one sees the new checkpoint while the request that asked for it still stands.
+    if job.ctx.is_main:
+        job.rd.checkpoint_trigger.unlink(missing_ok=True)
     path = ckpt.save_checkpoint(job.engine, job.ctx, job.rd, step, job.state, job.spec.keep_last_k)
     job.state["last_checkpoint"] = str(path)
     if job.ctx.is_main:
-        job.rd.checkpoint_trigger.unlink(missing_ok=True)
         job.rd.update_status(last_checkpoint=str(path), step=step)
     return str(path)
 
