@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	$(PY) -m medcore.train.deepspeed_ops  # gcc-built ops now, not inside the first run (about a minute on 2 cores)
+	$(PY) -m medcore.deepspeed_ops  # gcc-built ops now, not inside the first run (about a minute on 2 cores)
 	touch $(STAMP)
 
 demo: install

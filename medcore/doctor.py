@@ -141,14 +141,12 @@ def check_deepspeed_accelerator() -> CheckResult:
 
 def check_deepspeed_ops() -> CheckResult:
     """DeepSpeed's C++ ops built ahead: otherwise the first run compiles them inside the job (about a minute here)."""
-    from medcore.train.deepspeed_ops import extensions_root, missing_ops
+    from medcore.deepspeed_ops import extensions_root, missing_ops
 
     missing = missing_ops()
     if missing:
         detail = f"not built yet: {', '.join(missing)} (the first run compiles them, about a minute on 2 cores)"
-        return CheckResult(
-            "deepspeed ops", "warn", detail, "python -m medcore.train.deepspeed_ops (make install does)"
-        )
+        return CheckResult("deepspeed ops", "warn", detail, "python -m medcore.deepspeed_ops (make install does)")
     return CheckResult("deepspeed ops", "ok", f"built in {extensions_root()}")
 
 

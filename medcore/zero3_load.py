@@ -165,6 +165,9 @@ def load_partitioned(auto, source: Path | str, kwargs: dict, zero3_config: dict)
     from transformers.initialization import no_init_weights
     from transformers.integrations.deepspeed import prevent_arange_dtype_change
 
+    from medcore.deepspeed_ops import prefer_this_environments_tools
+
+    prefer_this_environments_tools()  # an op DeepSpeed builds here is the one the trainer's ranks load
     zero = zero3_config.get("zero_optimization") or {}
     stored = read_safetensors_index(Path(source)) if Path(str(source)).is_dir() else None
     elsewhere = (zero.get("offload_param") or {}).get("device") == "nvme" or zero.get("zero_hpz_partition_size", 1) > 1

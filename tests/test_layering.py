@@ -16,6 +16,7 @@ LAYERS: list[set[str]] = [
     {"fileio"},
     {"workspace"},
     {"access"},  # users, roles, Actor, the signed audit log: below every package that takes an Actor
+    {"deepspeed_ops"},  # DeepSpeed's C++ ops built ahead, with the same ninja in every process
     {"zero3_load"},  # ZeRO-3 partitioned loading, used by models.load_model
     {"rundir", "procs", "models", "cls_only"},
     {"model_limits"},  # read from a model's config.json, found through models

@@ -22,6 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
+from medcore.deepspeed_ops import prefer_this_environments_tools
 from medcore.errors import MedcoreError
 from medcore.rundir import RunDir, read_json
 from medcore.train.failure import explain_failure, format_traceback
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     set_offline_mode(spec_data)  # before transformers is imported: huggingface_hub reads it once, at import
+    prefer_this_environments_tools()  # DeepSpeed's ops build with this venv's ninja, however the rank was started
     sys.excepthook = print_scrubbed  # whatever escapes below (or a thread's failure) is printed without its message
     threading.excepthook = print_scrubbed_thread
     code = 1

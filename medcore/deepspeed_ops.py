@@ -7,8 +7,13 @@ user watching a run that shows no step. `make install` calls this module once; t
 extension cache (TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions), where every later run finds them.
 If a build fails here the run still works: DeepSpeed tries again when the op is first needed.
 
-    python -m medcore.train.deepspeed_ops          # build what this machine's accelerator uses
-    python -m medcore.train.deepspeed_ops --check  # say which are built; exit 1 when one is missing
+Every process that may build an op first puts its own interpreter's folder first on PATH
+(`prefer_this_environments_tools`): torch runs whichever `ninja` PATH finds, and the venv's (pip) ninja and the
+system's log build commands differently, so a run started from an activated venv and one started by the console
+each took the other's build for out of date and compiled it again, 25 to 45 s every time.
+
+    python -m medcore.deepspeed_ops          # build what this machine's accelerator uses
+    python -m medcore.deepspeed_ops --check  # say which are built; exit 1 when one is missing
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from pathlib import Path
 
 # DeepSpeed builder class -> the extension name it compiles under. On CUDA, NCCL replaces the shm op.
 CPU_OPS = {"ShareMemCommBuilder": "deepspeed_shm_comm", "CPUAdamBuilder": "cpu_adam"}
+
+
+def prefer_this_environments_tools() -> None:
+    """Put this interpreter's bin folder first on PATH (as activating the venv does), so `ninja` is always the same."""
+    bin_dir = str(Path(sys.executable).parent)
+    rest = [part for part in os.environ.get("PATH", "").split(os.pathsep) if part and part != bin_dir]
+    os.environ["PATH"] = os.pathsep.join([bin_dir, *rest])
 
 
 def extensions_root() -> Path:
@@ -46,15 +58,13 @@ def missing_ops(root: Path | None = None) -> list[str]:
 
 
 def build_ops(log: Callable[[str], None] = print) -> list[str]:
-    """Build each wanted op that is not built yet; returns the names that failed (their runs will JIT-build)."""
+    """Build each wanted op, or let ninja confirm the cached build is current (a few ms); returns the names that
+    failed (their runs will JIT-build them)."""
     from deepspeed.accelerator import get_accelerator
 
+    prefer_this_environments_tools()
     accelerator, failed = get_accelerator(), []
-    missing = missing_ops()
     for builder_name, name in wanted_ops().items():
-        if name not in missing:
-            log(f"deepspeed op {name}: already built")
-            continue
         builder = accelerator.create_op_builder(builder_name)
         if builder is None or not builder.is_compatible(verbose=False):
             log(f"deepspeed op {name}: not buildable on this machine; runs that need it will say why")
@@ -67,7 +77,7 @@ def build_ops(log: Callable[[str], None] = print) -> list[str]:
             log(f"deepspeed op {name}: build failed ({type(exc).__name__}: {exc}); the first run will try again")
             failed.append(name)
             continue
-        log(f"deepspeed op {name}: built in {time.monotonic() - started:.0f} s")
+        log(f"deepspeed op {name}: ready ({time.monotonic() - started:.0f} s)")
     return failed
 
 
