@@ -21,7 +21,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     STREAMLIT_SERVER_PORT=8501 \
     MEDCORE_HOME=/data/workspace
 
-# gcc/g++/make: DeepSpeed JIT-builds a small shm op on first use.
+# gcc/g++/make: DeepSpeed builds its C++ ops with them (below, at image build).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc g++ make \
     && rm -rf /var/lib/apt/lists/*
@@ -37,6 +37,12 @@ COPY constraints.txt pyproject.toml README.md ./
 COPY medcore ./medcore
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
     && pip install -c constraints.txt .
+# DeepSpeed's CPU ops built into the image, not inside the first run; owned by the user that loads them (torch takes a
+# lock file in the build folder on every load).
+ENV TORCH_EXTENSIONS_DIR=/opt/medcore/torch-extensions
+RUN python -m medcore.deepspeed_ops \
+    && python -m medcore.deepspeed_ops --check \
+    && chown -R medcore:medcore /opt/medcore/torch-extensions
 COPY app ./app
 COPY configs ./configs
 COPY launchers ./launchers
