@@ -341,7 +341,8 @@ def tagger_info(folder: Path | None = None):
     """TaggerInfo of a PHI tagger (the default when None): present or why not, default threshold, cross-validated
     figures.
 
-    Not cached: it reads one small JSON file, and a tagger rebuilt while the console runs shows up at once.
+    Not cached: it reads a few small JSON files and the weights' modification times (their hashes are cached per
+    version), and a tagger rebuilt while the console runs shows up at once.
     """
     from medcore.phi.console_info import tagger_info as info
 

@@ -57,28 +57,25 @@ def missing_ops(root: Path | None = None) -> list[str]:
     return [name for name in wanted_ops().values() if not any(any(root.glob(p.format(name))) for p in patterns)]
 
 
-def build_ops(log: Callable[[str], None] = print) -> list[str]:
-    """Build each wanted op, or let ninja confirm the cached build is current (a few ms); returns the names that
-    failed (their runs will JIT-build them)."""
+def build_ops(log: Callable[[str], None] = print) -> None:
+    """Build each wanted op, or let ninja confirm the cached build is current (a few ms). A failure is logged, not
+    raised: the run that needs the op builds it again and reports the cause in context."""
     from deepspeed.accelerator import get_accelerator
 
     prefer_this_environments_tools()
-    accelerator, failed = get_accelerator(), []
+    accelerator = get_accelerator()
     for builder_name, name in wanted_ops().items():
         builder = accelerator.create_op_builder(builder_name)
         if builder is None or not builder.is_compatible(verbose=False):
             log(f"deepspeed op {name}: not buildable on this machine; runs that need it will say why")
-            failed.append(name)
             continue
         started = time.monotonic()
         try:
             builder.load(verbose=False)
-        except Exception as exc:  # a missing compiler raises many kinds; the run retries and reports it in context
+        except Exception as exc:  # a missing compiler raises many kinds
             log(f"deepspeed op {name}: build failed ({type(exc).__name__}: {exc}); the first run will try again")
-            failed.append(name)
             continue
         log(f"deepspeed op {name}: ready ({time.monotonic() - started:.0f} s)")
-    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
